@@ -1,0 +1,1 @@
+"""Training: config, Ray Train worker loop, evaluation, checkpoints, reports."""

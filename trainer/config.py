@@ -1,0 +1,251 @@
+"""The one typed configuration of a cimrec run.
+
+A run is described by nested dataclasses loaded from YAML, then `--section.key=value`
+overrides from the command line. Unknown keys and ill-typed values are rejected with the
+file (or "command line"), the dotted key and the value. Every key carries its documentation
+in `field(metadata={"doc": ...})`; `python -m trainer.config` prints docs/CONFIG.md from it,
+and a test keeps that file current, so each key is documented exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be turned into a `Config`."""
+
+
+def doc(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    """A dataclass field with its documentation attached (the single place a key is described)."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text}, **kwargs)
+    return field(default=default, metadata={"doc": text}, **kwargs)
+
+
+@dataclass
+class RunSection:
+    name: str = doc("Run name: the run directory is `<storage_path>/<name>`; starting a run with an existing name resumes it from its latest checkpoint.", "demo")
+    storage_path: str = doc("Where run directories go: a local path (relative to the working directory) or an fsspec URL such as `s3://bucket/runs`.", "runs")
+    seed: int = doc("Seed for initialisation, negative sampling and shuffling (each worker derives its own stream from it).", 0)
+    max_failures: int = doc("How many worker-group failures Ray Train recovers from (restarting from the last checkpoint) before giving up.", 0)
+
+
+@dataclass
+class DataSection:
+    url: str = doc("Canonical dataset URL (made by `python -m data_loaders.prepare`): local path, `s3://...` or `memory://...`.", "data/synthetic-demo")
+    storage_options: dict = doc("fsspec storage options for `url` and `run.storage_path`, e.g. `{endpoint_url: http://127.0.0.1:9000}` for an S3-compatible server.", {})
+
+
+@dataclass
+class ModelSection:
+    name: Literal["bpr", "lightgcn"] = doc("Model: `bpr` (BPR-MF, Rendle et al. 2009) or `lightgcn` (He et al. 2020).", "lightgcn")
+    embedding_dim: int = doc("Size d of every ID embedding.", 64)
+    num_layers: int = doc("LightGCN propagation layers (ignored by bpr).", 2)
+    reg_weight: float = doc("L2 weight on the batch's layer-0 embeddings, divided by the batch size (MMRec's convention).", 1e-4)
+    init: Literal["xavier", "normal"] = doc("ID table initialisation: `xavier` uniform (MMRec) or `normal` with std `init_std`.", "xavier")
+    init_std: float = doc("Standard deviation of `normal` initialisation.", 0.1)
+
+
+@dataclass
+class TrainSection:
+    epochs: int = doc("Maximum number of epochs (early stopping usually ends the run first).", 1000)
+    batch_size: int = doc("Global batch of (user, positive, negative) triples per step, split evenly over workers.", 2048)
+    learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
+    optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
+    weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
+    embedding_kernel: Literal["dense", "fused"] = doc("TorchRec compute kernel for ID tables: `dense` (a torch optimizer steps the tables) or `fused` (FBGEMM applies the update inside backward).", "dense")
+    sharding: Literal["auto", "table_wise", "column_wise", "row_wise", "data_parallel"] = doc("How ID tables are sharded across workers; `auto` lets TorchRec's planner choose (table-wise on CPU with 2+ workers).", "auto")
+    eval_every: int = doc("Evaluate on valid every this many epochs.", 1)
+    patience: int = doc("Stop after this many evaluations without a better valid `eval.select_metric`.", 20)
+    checkpoint_every: int = doc("Also write a checkpoint every this many epochs even without improvement (0: only on improvement).", 10)
+
+
+@dataclass
+class EvalSection:
+    ks: list = doc("Cut-offs K of Recall/NDCG/Precision/HitRate@K.", [10, 20, 50])
+    select_metric: str = doc("Valid metric that selects the epoch (early stopping, best checkpoint).", "recall@20")
+    user_chunk: int = doc("Users scored at once in full-ranking evaluation (memory ~ user_chunk x item_chunk floats).", 2048)
+    item_chunk: int = doc("Items scored at once in full-ranking evaluation.", 262144)
+
+
+@dataclass
+class ScalingSection:
+    num_workers: int = doc("Ray Train workers (one process each; 1 worker = world size 1 of the same code path).", 1)
+    use_gpu: bool = doc("One GPU per worker and the nccl backend; otherwise CPU and gloo.", False)
+    cpus_per_worker: float = doc("CPUs Ray reserves per worker (fractional values leave room for Ray Data tasks).", 1.0)
+    threads_per_worker: int = doc("torch/OMP threads per worker; 0 = CPU cores divided by the number of workers.", 0)
+    address: str = doc("Ray cluster address: empty for a local Ray started by this process, `auto` for the cluster this job was submitted to.", "")
+
+
+@dataclass
+class LoggingSection:
+    wandb: bool = doc("Log config, losses and metrics to Weights & Biases.", False)
+    wandb_mode: Literal["offline", "online"] = doc("wandb mode: `offline` needs no network or key (sync later with `wandb sync`).", "offline")
+    wandb_project: str = doc("wandb project name.", "cimrec")
+    progress: bool = doc("Show progress bars (rank 0 only).", True)
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "<dict>") -> "Config":
+        cfg = cls()
+        apply_mapping(cfg, raw, source)
+        return cfg
+
+
+def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
+    """Check `value` against a field's type, converting only where it is lossless."""
+    origin = get_origin(annotation)
+    bad = ConfigError(f"{source}: key '{key}' expects {getattr(annotation, '__name__', annotation)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(annotation):
+            raise ConfigError(f"{source}: key '{key}' must be one of {list(get_args(annotation))}, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if annotation is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if annotation is list:
+        if not isinstance(value, list):
+            raise bad
+        return value
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    raise ConfigError(f"{source}: key '{key}' has an unsupported type {annotation!r}")
+
+
+def apply_mapping(obj: Any, raw: dict[str, Any], source: str, prefix: str = "") -> None:
+    """Write a nested mapping into a dataclass tree, rejecting unknown keys."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or '<top level>'}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key '{dotted}' (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            apply_mapping(current, value, source, dotted + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], dotted, source))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`--train.learning_rate=0.01` -> (["train", "learning_rate"], 0.01); values are YAML scalars."""
+    body = text[2:] if text.startswith("--") else text
+    if "=" not in body:
+        raise ConfigError(f"command line: override {text!r} is not of the form --section.key=value")
+    key, raw_value = body.split("=", 1)
+    return key.split("."), yaml.safe_load(raw_value) if raw_value != "" else ""
+
+
+def load_config(path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at `path`, then each override in order."""
+    cfg = Config()
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        apply_mapping(cfg, raw, path)
+    for text in overrides:
+        parts, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        apply_mapping(cfg, nested, f"command line ({text})")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a type cannot express."""
+    checks = [
+        (cfg.model.embedding_dim > 0, "model.embedding_dim", cfg.model.embedding_dim, "must be positive"),
+        (cfg.model.num_layers >= 0, "model.num_layers", cfg.model.num_layers, "must be >= 0"),
+        (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
+        (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),
+        (cfg.train.eval_every > 0, "train.eval_every", cfg.train.eval_every, "must be positive"),
+        (cfg.train.learning_rate > 0, "train.learning_rate", cfg.train.learning_rate, "must be positive"),
+        (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
+        (bool(cfg.eval.ks) and all(isinstance(k, int) and k > 0 for k in cfg.eval.ks), "eval.ks", cfg.eval.ks, "must be a non-empty list of positive integers"),
+    ]
+    for ok, key, value, why in checks:
+        if not ok:
+            raise ConfigError(f"config: key '{key}' {why}, got {value!r}")
+    family, _, k = cfg.eval.select_metric.partition("@")
+    if family not in {"recall", "ndcg", "precision", "hit"} or not k.isdigit() or int(k) not in cfg.eval.ks:
+        raise ConfigError(f"config: key 'eval.select_metric' must be recall|ndcg|precision|hit@K with K in eval.ks, got {cfg.eval.select_metric!r}")
+
+
+def markdown_reference() -> str:
+    """docs/CONFIG.md: every key with its type, default and meaning."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `python -m trainer.config > docs/CONFIG.md` from the dataclasses in",
+        "`trainer/config.py` (a test keeps it current). Set keys in a YAML file passed with",
+        "`--config`, or override any of them with `--section.key=value` (values are YAML scalars).",
+        "Unknown keys are rejected.",
+        "",
+    ]
+    root = Config()
+    for section in dataclasses.fields(root):
+        obj = getattr(root, section.name)
+        lines += [f"## `{section.name}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            annotation = hints[f.name]
+            if get_origin(annotation) is Literal:
+                type_name = " \\| ".join(f"`{a}`" for a in get_args(annotation))
+            else:
+                type_name = annotation.__name__
+            lines.append(f"| `{section.name}.{f.name}` | {type_name} | `{getattr(obj, f.name)!r}` | {f.metadata['doc']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_reference())

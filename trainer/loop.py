@@ -1,0 +1,164 @@
+"""The training loop every Ray Train worker runs (one code path: 1 worker is world size 1).
+
+Per worker: read the dataset, build the model with its TorchRec tables, shard them with
+DistributedModelParallel over the process group Ray Train set up, then for each epoch take
+this rank's slice of every global BPR batch, step, and every `train.eval_every` epochs
+evaluate valid (users split over ranks, sums all-reduced: identical numbers on every rank).
+An improvement on the valid select-metric triggers the test evaluation right away, so the
+reported test figures are those of the best-valid epoch without reloading anything. Every
+evaluation writes a checkpoint; Ray keeps the best-valid one and the latest.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from data_loaders.format import Split
+from data_loaders.graph import CSR, interaction_csr, lightgcn_adjacency
+from data_loaders.sampler import BPRSampler
+from data_loaders.stream import open_dataset
+from models.registry import build_model
+from trainer import checkpoint
+from trainer.checkpoint import TrainState
+from trainer.config import Config
+from trainer.evaluate import evaluate
+from trainer.sharding import shard_model
+from trainer.tracking import Tracker
+
+
+def _configure_threads(cfg: Config, world_size: int) -> None:
+    # Workers on one machine oversubscribe the cores unless each gets its share.
+    threads = cfg.scaling.threads_per_worker or max(1, (os.cpu_count() or 1) // world_size)
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _mean_over_ranks(value: float, device: torch.device) -> float:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / dist.get_world_size()
+
+
+class Evaluator:
+    """Valid/test evaluation of the model's current final embeddings."""
+
+    def __init__(self, cfg: Config, splits: dict[Split, CSR], rank: int, world_size: int) -> None:
+        self.cfg, self.splits, self.rank, self.world_size = cfg, splits, rank, world_size
+
+    def __call__(self, model: torch.nn.Module, target: Split, mask_valid: bool = False) -> dict[str, float]:
+        with torch.no_grad():
+            user_emb, item_emb = model.final_embeddings()
+        exclude = [self.splits[Split.TRAIN]] + ([self.splits[Split.VALID]] if mask_valid else [])
+        result = evaluate(user_emb, item_emb, self.splits[target], exclude, ks=tuple(self.cfg.eval.ks),
+                          user_chunk=self.cfg.eval.user_chunk, item_chunk=self.cfg.eval.item_chunk,
+                          rank=self.rank, world_size=self.world_size, reduce=True)
+        return result.metrics
+
+
+def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
+    cfg = Config.from_dict(raw_config, source="train_loop_config")
+    ctx = ray.train.get_context()
+    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    _configure_threads(cfg, world_size)
+    torch.manual_seed(cfg.run.seed)  # same initial tables on every rank before sharding
+
+    dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None)
+    splits = {s: interaction_csr(dataset, s) for s in (Split.TRAIN, Split.VALID, Split.TEST)}
+    train = splits[Split.TRAIN]
+    model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
+                        adjacency=lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
+                        num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
+                        init=cfg.model.init, init_std=cfg.model.init_std, world_size=world_size,
+                        device=device)
+    sharded = shard_model(model, device=device, sharding=cfg.train.sharding, kernel=cfg.train.embedding_kernel,
+                          optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
+                          weight_decay=cfg.train.weight_decay, world_size=world_size)
+    dmp, optimizers = sharded.model, sharded.optimizers
+    sampler = BPRSampler(train, batch_size=cfg.train.batch_size, rank=rank, world_size=world_size, seed=cfg.run.seed)
+    evaluator = Evaluator(cfg, splits, rank, world_size)
+    state = TrainState(world_size=world_size, plan=sharded.plan_summary)
+
+    resumed = ray.train.get_checkpoint()
+    if resumed is not None:
+        with resumed.as_directory() as directory:
+            state, sampler_state = checkpoint.load(directory, rank=rank, model=dmp, optimizers=optimizers,
+                                                   world_size=world_size, plan=sharded.plan_summary)
+        sampler.load_state_dict(sampler_state)
+    tracker = Tracker(cfg, rank)
+    if rank == 0:
+        print(f"[cimrec] {world_size} worker(s) on {device}; tables: {sharded.plan_summary}; "
+              f"{train.num_rows} users, {train.num_cols} items, {train.indices.size} train edges"
+              + (f"; resumed after epoch {state.epoch}" if resumed is not None else ""), flush=True)
+
+    inner = dmp.module
+    for epoch in range(state.epoch, cfg.train.epochs):
+        if state.bad_evals >= cfg.train.patience:  # a finished run restarted under its name
+            break
+        started = time.perf_counter()
+        dmp.train()
+        losses = []
+        steps = sampler.epoch(epoch)
+        if rank == 0 and cfg.logging.progress:
+            from tqdm import tqdm
+            steps = tqdm(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}", leave=False)
+        for batch in steps:
+            out = dmp(torch.as_tensor(batch.users, device=device), torch.as_tensor(batch.positives, device=device),
+                      torch.as_tensor(batch.negatives, device=device))
+            for opt in optimizers.values():
+                opt.zero_grad()
+            out["loss"].backward()
+            for opt in optimizers.values():
+                opt.step()
+            losses.append(float(out["loss"].detach()))
+        metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
+                                   "epoch_seconds": time.perf_counter() - started}
+        state.epoch = epoch + 1
+        evaluate_now = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
+        if not evaluate_now:
+            tracker.log(metrics)
+            ray.train.report(metrics)
+            continue
+        dmp.eval()
+        started = time.perf_counter()
+        valid = evaluator(inner, Split.VALID)
+        metrics["eval_seconds"] = time.perf_counter() - started
+        metrics.update({f"valid/{k}": v for k, v in valid.items()})
+        score = valid[cfg.eval.select_metric]
+        metrics["valid_score"] = score
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.bad_evals = score, epoch + 1, 0
+            state.best_valid = valid
+            state.best_test = evaluator(inner, Split.TEST)
+            state.best_test_valid_masked = evaluator(inner, Split.TEST, mask_valid=True)
+        else:
+            state.bad_evals += 1
+        metrics["best_epoch"] = state.best_epoch
+        metrics["best_valid_score"] = state.best_score
+        tracker.log(metrics)
+        if rank == 0:
+            print(f"[cimrec] epoch {epoch + 1}: loss {metrics['loss']:.4f}, valid {cfg.eval.select_metric} "
+                  f"{score:.4f} (best {state.best_score:.4f} @ {state.best_epoch}), "
+                  f"{metrics['epoch_seconds']:.1f}s train / {metrics['eval_seconds']:.1f}s eval", flush=True)
+        with tempfile.TemporaryDirectory(prefix="cimrec-ckpt-") as directory:
+            checkpoint.save(directory, rank=rank, model=dmp, optimizers=optimizers,
+                            sampler_state=sampler.state_dict(), state=state)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+        if state.bad_evals >= cfg.train.patience:
+            if rank == 0:
+                print(f"[cimrec] early stop: no better valid {cfg.eval.select_metric} for {cfg.train.patience} evaluations", flush=True)
+            break
+    tracker.finish(asdict(state))
+    return asdict(state)

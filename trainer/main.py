@@ -1,0 +1,98 @@
+"""`python trainer/main.py --config configs/X.yaml [--section.key=value ...]`
+
+Loads the typed config, launches a Ray Train TorchTrainer (a local Ray when no cluster address
+is given), and writes the best-valid epoch's metrics to the run directory as `metrics.json` and
+`results.md`, printing the table. Submitted to a cluster the same way:
+`ray job submit --working-dir . -- python trainer/main.py --config ... --scaling.address=auto`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as a script: Python put trainer/ itself first on sys.path, where config.py, loop.py ...
+    # would shadow same-named top-level modules. Put the repository root there instead.
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+    sys.path.insert(0, os.path.dirname(_HERE))
+
+import fsspec  # noqa: E402
+
+from trainer.config import Config, ConfigError, load_config  # noqa: E402
+from trainer.results import write_results  # noqa: E402
+
+
+def _storage(cfg: Config) -> tuple[str, Any]:
+    """Ray's storage_path (+ filesystem for URLs that need fsspec options, e.g. a local S3)."""
+    path = cfg.run.storage_path
+    if "://" not in path:
+        return os.path.abspath(path), None
+    if not cfg.data.storage_options:
+        return path, None
+    import pyarrow.fs
+
+    protocol, _, rest = path.partition("://")
+    fs = fsspec.filesystem(protocol, **cfg.data.storage_options)
+    return rest, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def fit(cfg: Config) -> dict[str, Any]:
+    """Run training to the end (or early stop) and return the rank-0 summary."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from trainer.loop import train_loop_per_worker
+
+    if not ray.is_initialized():
+        if cfg.scaling.address:
+            ray.init(address=cfg.scaling.address)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    storage_path, storage_filesystem = _storage(cfg)
+    trainer = TorchTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config=cfg.to_dict(),
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+        run_config=RunConfig(
+            name=cfg.run.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            # Keep the best-valid checkpoint; Ray always keeps the latest too (for resuming).
+            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="valid_score",
+                                               checkpoint_score_order="max"),
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    summary = dict(result.return_value or {})
+    summary["run_dir"] = f"{cfg.run.storage_path.rstrip('/')}/{cfg.run.name}"
+    summary["best_checkpoint"] = result.best_checkpoints[0][0].path if result.best_checkpoints else None
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML experiment file (see docs/CONFIG.md)")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        cfg = load_config(args.config, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = fit(cfg)
+    table = write_results(summary, cfg)
+    print(table)
+    print(json.dumps({"run_dir": summary["run_dir"], "best_epoch": summary["best_epoch"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Experiment tracking: wandb on rank 0 when enabled (offline by default), a no-op otherwise."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from trainer.config import Config
+
+
+class Tracker:
+    def __init__(self, cfg: Config, rank: int) -> None:
+        self._run = None
+        if rank != 0 or not cfg.logging.wandb:
+            return
+        import wandb  # imported lazily: ~1 s of start-up that runs without tracking skip
+
+        storage = cfg.run.storage_path
+        local_dir = os.path.join(os.path.abspath(storage), cfg.run.name) if "://" not in storage else tempfile.mkdtemp()
+        os.makedirs(local_dir, exist_ok=True)
+        self._run = wandb.init(project=cfg.logging.wandb_project, name=cfg.run.name, config=cfg.to_dict(),
+                               mode=cfg.logging.wandb_mode, dir=local_dir, resume="allow")
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        if self._run is not None:
+            self._run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=int(metrics["epoch"]))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        if self._run is not None:
+            for section in ("best_valid", "best_test", "best_test_valid_masked"):
+                for key, value in summary.get(section, {}).items():
+                    self._run.summary[f"{section}/{key}"] = value
+            self._run.finish()
