@@ -5,7 +5,7 @@ seed, same epoch) and takes its own slice of each global batch. That keeps the n
 steps identical on every rank -- required, because each step's sharded-table lookup is a
 collective -- and makes W workers on batch B/W see exactly the edges one worker sees on
 batch B. Negatives are drawn per rank (rank-specific stream) uniformly from the items the
-user has not interacted with in training, as MMRec does.
+user has not interacted with in training, as MMRec does, exactly (no rejection loop).
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ class Batch:
 
 
 class BPRSampler:
-    def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 resample_rounds: int = 10) -> None:
+    def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
         self.train = train
@@ -35,11 +34,11 @@ class BPRSampler:
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
-        self.resample_rounds = resample_rounds
         self.users = np.repeat(np.arange(train.num_rows, dtype=np.int64), train.degrees())
         self.items = train.indices.astype(np.int64, copy=False)
-        # Sorted user*num_items+item keys: membership of (u, j) is one searchsorted, no sets.
-        self._keys = self.users * train.num_cols + self.items  # CSR order is already sorted
+        self._degree = train.degrees().astype(np.int64)
+        position_in_row = np.arange(len(self.items)) - np.repeat(train.indptr[:-1], self._degree)
+        self._shifted_keys = self.users * (train.num_cols + 1) + (self.items - position_in_row)
         self._neg_rng = np.random.default_rng([seed, rank, 1])
 
     def steps_per_epoch(self) -> int:
@@ -55,21 +54,20 @@ class BPRSampler:
             yield Batch(users=users, positives=self.items[mine], negatives=self.negatives(users))
 
     def negatives(self, users: np.ndarray) -> np.ndarray:
-        """Uniform items the user has not trained on (a few vectorised rejection rounds)."""
-        num_items = self.train.num_cols
-        neg = self._neg_rng.integers(0, num_items, size=len(users))
-        for _ in range(self.resample_rounds):
-            clash = self._is_train_edge(users, neg)
-            if not clash.any():
-                break
-            neg[clash] = self._neg_rng.integers(0, num_items, size=int(clash.sum()))
-        return neg
+        """Exactly uniform over the items the user has not trained on, without rejection.
 
-    def _is_train_edge(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        keys = users * self.train.num_cols + items
-        pos = np.searchsorted(self._keys, keys)
-        pos = np.minimum(pos, len(self._keys) - 1)
-        return self._keys[pos] == keys
+        Draw r uniform in [0, num_items - degree(u)) and return the r-th non-training item:
+        with the user's sorted training items s_0 < s_1 < ..., that item is r + #{t : s_t - t <= r}.
+        The shifted values s_t - t are non-decreasing within a row, so one searchsorted over
+        the global key array user * (num_items + 1) + (s_t - t) counts them for every user at once.
+        """
+        free = self.train.num_cols - self._degree[users]
+        if (free <= 0).any():
+            bad = int(users[np.argmax(free <= 0)])
+            raise ValueError(f"BPRSampler: user {bad} has interacted with every item; no negative exists")
+        r = (self._neg_rng.random(len(users)) * free).astype(np.int64)
+        below = np.searchsorted(self._shifted_keys, users * (self.train.num_cols + 1) + r, side="right")
+        return r + below - self.train.indptr[users]
 
     def state_dict(self) -> dict:
         return {"neg_rng": self._neg_rng.bit_generator.state}

@@ -35,6 +35,7 @@ class TrainState:
     best_test_valid_masked: dict = field(default_factory=dict)
     world_size: int = 1
     plan: str = ""
+    history: list = field(default_factory=list)  # one dict of scalar metrics per epoch
 
 
 def _local(value: Any) -> Any:

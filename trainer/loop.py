@@ -128,6 +128,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         state.epoch = epoch + 1
         evaluate_now = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
         if not evaluate_now:
+            state.history.append(metrics)
             tracker.log(metrics)
             ray.train.report(metrics)
             continue
@@ -147,6 +148,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             state.bad_evals += 1
         metrics["best_epoch"] = state.best_epoch
         metrics["best_valid_score"] = state.best_score
+        state.history.append(metrics)
         tracker.log(metrics)
         if rank == 0:
             print(f"[cimrec] epoch {epoch + 1}: loss {metrics['loss']:.4f}, valid {cfg.eval.select_metric} "

@@ -1,0 +1,56 @@
+"""BPR triples: ranks split each global batch exactly; negatives avoid training items."""
+
+import numpy as np
+
+from data_loaders.graph import CSR
+from data_loaders.sampler import BPRSampler
+
+
+def _graph(seed: int = 0, users: int = 50, items: int = 40, edges: int = 400) -> CSR:
+    rng = np.random.default_rng(seed)
+    keys = np.unique(rng.integers(0, users * items, size=edges))
+    return CSR.from_pairs(keys // items, keys % items, users, items)
+
+
+def test_ranks_partition_every_global_batch() -> None:
+    train = _graph()
+    one = list(BPRSampler(train, batch_size=64, seed=3).epoch(0))
+    two = [list(BPRSampler(train, batch_size=64, rank=r, world_size=2, seed=3).epoch(0)) for r in range(2)]
+    assert len(one) == len(two[0]) == len(two[1])  # same number of collective steps on every rank
+    for full, a, b in zip(one, *two):
+        pairs = sorted(zip(full.users.tolist(), full.positives.tolist()))
+        split = sorted(zip(np.r_[a.users, b.users].tolist(), np.r_[a.positives, b.positives].tolist()))
+        assert pairs == split
+    seen = np.concatenate([b.users * 1000 + b.positives for b in one])
+    expected = np.repeat(np.arange(train.num_rows), train.degrees()) * 1000 + train.indices
+    assert np.array_equal(np.sort(seen), np.sort(expected))  # each edge once per epoch
+
+
+def test_negatives_are_not_training_items() -> None:
+    train = _graph(edges=1200)  # dense enough that naive sampling would often hit a positive
+    sampler = BPRSampler(train, batch_size=256, seed=1)
+    for batch in sampler.epoch(0):
+        for u, j in zip(batch.users, batch.negatives):
+            assert j not in set(train.row(int(u)).tolist())
+
+
+def test_epochs_differ_and_state_restores() -> None:
+    train = _graph()
+    a = BPRSampler(train, batch_size=32, seed=0)
+    first = next(iter(a.epoch(0)))
+    assert not np.array_equal(first.users, next(iter(a.epoch(1))).users)
+    state = a.state_dict()
+    after = next(iter(a.epoch(2))).negatives
+    b = BPRSampler(train, batch_size=32, seed=0)
+    b.load_state_dict(state)
+    assert np.array_equal(next(iter(b.epoch(2))).negatives, after)
+
+
+def test_negatives_are_uniform_over_free_items() -> None:
+    # One user with items {1, 2, 5} of 8: negatives must be uniform over {0, 3, 4, 6, 7}.
+    train = CSR.from_pairs(np.array([0, 0, 0]), np.array([1, 2, 5]), 1, 8)
+    sampler = BPRSampler(train, batch_size=4, seed=0)
+    draws = sampler.negatives(np.zeros(50_000, dtype=np.int64))
+    values, counts = np.unique(draws, return_counts=True)
+    assert values.tolist() == [0, 3, 4, 6, 7]
+    assert np.all(np.abs(counts / 50_000 - 0.2) < 0.01)
