@@ -1,0 +1,1 @@
+"""Importers: external layouts (MMRec files, the causal simulator) -> the canonical dataset."""
