@@ -73,8 +73,8 @@ class TrainSection:
 class EvalSection:
     ks: list = doc("Cut-offs K of Recall/NDCG/Precision/HitRate@K.", [10, 20, 50])
     select_metric: str = doc("Valid metric that selects the epoch (early stopping, best checkpoint).", "recall@20")
-    user_chunk: int = doc("Users scored at once in full-ranking evaluation (memory ~ user_chunk x item_chunk floats).", 2048)
-    item_chunk: int = doc("Items scored at once in full-ranking evaluation.", 262144)
+    user_chunk: int = doc("Users scored at once in full-ranking evaluation (memory ~ user_chunk x item_chunk floats; small blocks stay in CPU cache).", 256)
+    item_chunk: int = doc("Items scored at once in full-ranking evaluation (raise both on a GPU).", 65536)
 
 
 @dataclass

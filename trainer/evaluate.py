@@ -138,6 +138,7 @@ def _select(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals, cols
 
 
+@torch.no_grad()
 def topk_items(
     user_emb: torch.Tensor,
     item_emb: torch.Tensor,
@@ -200,10 +201,13 @@ def ranking_metrics(
     width = topk.shape[1]
     if width < max(ks):
         raise ValueError(f"topk has {width} columns, fewer than max(ks)={max(ks)}")
-    # Hit test by binary search on keys row * num_items + item: sorted because rows are in
-    # order and CSR columns are sorted within a row. Padding (-1) is masked out explicitly.
+    # Hit test by binary search on the sorted keys row * num_items + item. np.unique also drops
+    # duplicate pairs (the CSR keeps them), so |T| counts distinct items. Padding (-1) is masked
+    # out explicitly below.
     pos, cols = _gather_rows(targets, users)
-    keys = torch.as_tensor(pos * targets.num_cols + cols, device=device)
+    unique = np.unique(pos * targets.num_cols + cols)
+    keys = torch.as_tensor(unique, device=device)
+    n_true = torch.as_tensor(np.bincount(unique // targets.num_cols, minlength=len(users)), device=device)
     query = torch.arange(len(users), device=device)[:, None] * targets.num_cols + topk
     if len(keys):
         found = keys[torch.searchsorted(keys, query).clamp(max=len(keys) - 1)] == query
@@ -211,7 +215,6 @@ def ranking_metrics(
         found = torch.zeros_like(query, dtype=torch.bool)
     hits = (found & (topk >= 0)).to(torch.float64)
 
-    n_true = torch.as_tensor(np.diff(targets.indptr)[users], device=device)
     discount = 1.0 / torch.log2(torch.arange(width, device=device, dtype=torch.float64) + 2.0)
     cum_hits = hits.cumsum(1)
     cum_dcg = (hits * discount).cumsum(1)
@@ -266,7 +269,7 @@ def evaluate(
     *,
     ks: Sequence[int] = DEFAULT_KS,
     users: np.ndarray | None = None,
-    user_chunk: int = 2048,
+    user_chunk: int = 256,
     item_chunk: int = 1 << 16,
     rank: int | None = None,
     world_size: int | None = None,
@@ -279,7 +282,9 @@ def evaluate(
     ``users[rank::world_size]`` (rank/world size default to torch.distributed's, else 0/1).
     With ``reduce`` and torch.distributed initialised, every rank must call this (an
     ``all_reduce(SUM)`` of the sums), and all get the global means. Memory is bounded by
-    ``user_chunk * item_chunk`` scores (1 << 27 = 512 MiB float32 by default).
+    ``user_chunk * item_chunk`` scores: 64 MiB float32 by default. On CPU a
+    256-user block that fits in cache (Baby: 7 MB of scores) ran faster than larger ones; on a
+    GPU larger blocks pay off.
     """
     _check_shapes(user_emb, item_emb, targets, exclude)
     ks = tuple(int(k) for k in ks)
@@ -315,17 +320,16 @@ def evaluate(
     return EvalResult(sums.means(), sums.count, sums, users, table)
 
 
-def format_metrics_table(metrics: dict[str, float], digits: int = 4) -> str:
-    """Markdown table of ``family@K`` metrics: one row per family, one column per K."""
-    parsed = [(key.split("@")[0], int(key.split("@")[1]), v) for key, v in metrics.items() if "@" in key]
-    ks = sorted({k for _, k, _ in parsed})
-    families = [f for f in FAMILIES if any(p[0] == f for p in parsed)]
-    families += sorted({p[0] for p in parsed} - set(families))
-    cell = {(f, k): v for f, k, v in parsed}
+def metrics_table(metrics: dict[str, float], ks: Sequence[int] | None = None, digits: int = 4) -> str:
+    """Markdown table of ``family@K`` metrics: one row per family, one column per K.
+
+    ``ks`` picks and orders the columns (default: every K present); other keys are ignored.
+    """
+    parsed = {(key.split("@")[0], int(key.split("@")[1])): v for key, v in metrics.items() if "@" in key}
+    ks = sorted({k for _, k in parsed}) if ks is None else list(ks)
+    families = [f for f in FAMILIES if any(fam == f for fam, _ in parsed)]
     lines = ["| metric | " + " | ".join(f"@{k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for f in families:
-        row = [f"{cell[f, k]:.{digits}f}" if (f, k) in cell else "" for k in ks]
+        row = [f"{parsed[f, k]:.{digits}f}" if (f, k) in parsed else "" for k in ks]
         lines.append(f"| {f} | " + " | ".join(row) + " |")
-    if "num_users" in metrics:
-        lines.append(f"\nUsers counted: {int(metrics['num_users'])}")
     return "\n".join(lines)
