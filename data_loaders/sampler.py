@@ -42,13 +42,20 @@ class BPRSampler:
         self._neg_rng = np.random.default_rng([seed, rank, 1])
 
     def steps_per_epoch(self) -> int:
-        return -(-len(self.users) // self.batch_size)
+        full, rest = divmod(len(self.users), self.batch_size)
+        return full + (rest >= self.world_size)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         """This rank's share of every global batch of `epoch`, in a seed-determined order."""
         order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.users))
         for start in range(0, len(order), self.batch_size):
             global_batch = order[start:start + self.batch_size]
+            # Equal per-rank batches (row-wise sharding needs them; an empty rank would average a
+            # NaN loss into everyone's gradient): drop the < world_size leftover edges of the
+            # last batch. They land elsewhere in the next epoch's permutation.
+            global_batch = global_batch[: len(global_batch) - len(global_batch) % self.world_size]
+            if len(global_batch) == 0:
+                break
             mine = global_batch[self.rank::self.world_size]
             users = self.users[mine]
             yield Batch(users=users, positives=self.items[mine], negatives=self.negatives(users))

@@ -81,8 +81,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
                         adjacency=lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
                         num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
-                        init=cfg.model.init, init_std=cfg.model.init_std, world_size=world_size,
-                        device=device)
+                        init=cfg.model.init, init_std=cfg.model.init_std, device=device)
     sharded = shard_model(model, device=device, sharding=cfg.train.sharding, kernel=cfg.train.embedding_kernel,
                           optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
                           weight_decay=cfg.train.weight_decay, world_size=world_size)

@@ -43,7 +43,7 @@ def test_one_and_two_workers_agree_and_write_results(ray_session, tiny_synthetic
     assert abs(one["history"][0]["loss"] - two["history"][0]["loss"]) < 1e-3
     metrics = json.loads((tmp_path / "w1" / "metrics.json").read_text())
     assert metrics["best_test"]["recall@20"] == one["best_test"]["recall@20"]
-    assert "Recall" in table and (tmp_path / "w1" / "results.md").read_text() == table
+    assert "| recall |" in table and (tmp_path / "w1" / "results.md").read_text() == table
 
 
 def test_restart_continues_from_checkpoint(ray_session, tiny_synthetic, tmp_path: Path) -> None:

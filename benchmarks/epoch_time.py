@@ -1,0 +1,64 @@
+"""Seconds per training epoch and per full evaluation, 1 and 2 workers, through the real trainer.
+
+    .venv/bin/python benchmarks/epoch_time.py [--data data/baby] [--epochs 3] [--model lightgcn]
+
+Runs `trainer.main.fit` (Ray Train, TorchRec DMP) for a few epochs with evaluation every epoch,
+drops the first epoch (warm-up: allocator, thread pools) and reports the median of the rest.
+Prints a table and records it in docs/BENCHMARKS.md. Needs `make data-real` first for Baby.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.record import machine, record_section  # noqa: E402
+from trainer.config import load_config  # noqa: E402
+from trainer.main import fit  # noqa: E402
+
+
+def measure(data: str, model: str, workers: int, epochs: int, storage: str) -> dict[str, float]:
+    cfg = load_config(None, [
+        f"--data.url={data}", f"--model.name={model}", f"--scaling.num_workers={workers}",
+        f"--scaling.cpus_per_worker={1.0 / workers}", f"--train.epochs={epochs}", "--train.eval_every=1",
+        f"--run.storage_path={storage}", f"--run.name={model}-w{workers}", "--logging.progress=false",
+    ])
+    history = fit(cfg)["history"][1:]
+    return {"epoch_s": statistics.median(h["epoch_seconds"] for h in history),
+            "eval_s": statistics.median(h["eval_seconds"] for h in history)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/baby")
+    parser.add_argument("--model", default="lightgcn")
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as storage:
+        for workers in (1, 2):
+            m = measure(args.data, args.model, workers, args.epochs, storage)
+            rows.append(f"| {args.model} | {Path(args.data).name} | {workers} | {m['epoch_s']:.2f} | {m['eval_s']:.2f} |")
+            print(rows[-1], flush=True)
+    table = "\n".join([
+        f"## Epoch and evaluation time ({args.model}, {Path(args.data).name})",
+        "",
+        f"`.venv/bin/python benchmarks/epoch_time.py --data {args.data} --model {args.model} --epochs {args.epochs}`",
+        f"on {machine()}. Median over epochs 2..{args.epochs}; evaluation = all valid users, full ranking,",
+        "users split over workers. Default config otherwise (batch 2048, 64-d, 2 layers, dense Adam tables).",
+        "",
+        "| model | data | workers | s / training epoch | s / full evaluation |",
+        "|---|---|---|---|---|",
+        *rows,
+    ])
+    print(table)
+    record_section(f"epoch_time-{args.model}-{Path(args.data).name}", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Write one benchmark's section into docs/BENCHMARKS.md (replace it in place, atomically).
+
+Each script owns the section between `<!-- begin NAME -->` and `<!-- end NAME -->`, so running
+one benchmark never clobbers another's figures.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nEvery figure below is printed and recorded by a script in `benchmarks/`; the command is given with each table.\n"
+
+
+def machine() -> str:
+    """One line describing where the figures were measured."""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "unknown CPU"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=DOC.parent).stdout.strip() or "?"
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, no GPU, commit {commit}"
+
+
+def record_section(name: str, markdown: str) -> None:
+    text = DOC.read_text() if DOC.exists() else HEADER
+    block = f"<!-- begin {name} -->\n{markdown.strip()}\n<!-- end {name} -->"
+    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    tmp = DOC.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, DOC)

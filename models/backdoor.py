@@ -1,0 +1,321 @@
+"""Back-door adjustment over a discretised confounder: a (two-level) VQ codebook (docs/MODEL.md §3).
+
+The confounder estimate ẑ_i (models/diffusion.py) is vector-quantised, coarse level first and the
+fine level on the residual the coarse code leaves (residual VQ):
+
+    k1(i) = argmin_k ||ẑ_i - C1_k||,   r_i = ẑ_i - C1_k1(i),   k2(i) = argmin_k ||r_i - C2_k||.
+
+Codes learn by EMA k-means (no gradient), the encoder by the commitment loss
+beta * (||ẑ - sg(C1_k1)||^2 + ||r - sg(C2_k2)||^2); the quantised ẑ_q passes gradients straight
+through to ẑ. Each level has a prior P(c) (assignment counts over all items, or the EMA counts).
+The adjustment replaces "the item's own confounder" by the expectation over *all* codes under the
+prior, which is what turns P(Y | X) into P(Y | do(X)) = sum_z P(Y | X, z) P(z):
+
+    x_i^bd = x_i + sum_levels  sum_k P(c_k) a_ik W_v c_k / sum_k P(c_k) a_ik,
+    a_ik = exp(<W_q x_i, W_k c_k> / (tau sqrt(d))).
+
+Code vectors live behind `CodebookStore` (weight(), ema_update_(), restart_()) so they can later be
+backed by a TorchRec table sharded like the ID tables; `BufferCodebookStore` is a plain buffer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def _doc(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class BackdoorConfig:
+    enabled: bool = _doc("Back-door adjustment on; off: x^bd = x, no codebook, VQ loss 0.", True)
+    hierarchical: bool = _doc("Two-level codebook (coarse codes on ẑ, fine codes on the residual); "
+                              "false: one flat level of `coarse_codes` codes.", True)
+    coarse_codes: int = _doc("K1: coarse (category-like) codes; the only level when not hierarchical.", 32)
+    fine_codes: int = _doc("K2: fine (style-like) codes quantising the coarse residual.", 128)
+    beta: float = _doc("Commitment weight beta in beta * ||ẑ - sg(z_q)||^2.", 0.25)
+    ema_decay: float = _doc("Codebook EMA decay gamma (counts and sums).", 0.99)
+    ema_epsilon: float = _doc("Laplace smoothing of the EMA counts (keeps a code with no members finite).", 1e-5)
+    dead_code_threshold: float = _doc("A code whose EMA count (members per step) falls below this is restarted "
+                                      "from a random current encoder output.", 0.5)
+    data_init: bool = _doc("Initialise the codes from random encoder outputs at the first training step.", True)
+    prior: Literal["counts", "ema"] = _doc("P(c): `counts` = assignment counts over all items (refresh_prior, "
+                                           "once per epoch; uniform before the first), `ema` = EMA counts.", "counts")
+    prior_smoothing: float = _doc("Additive smoothing alpha of the count prior: (n_k + alpha) / (n + K alpha).", 1.0)
+    temperature: float = _doc("Attention temperature tau of a_ik.", 1.0)
+    loss_weight: float = _doc("lambda_vq: weight of the commitment loss in the total loss.", 1.0)
+    allreduce_stats: bool = _doc("Sum the EMA statistics over data-parallel ranks before applying them: on when "
+                                 "each rank quantises different items, off when every rank quantises all items.", False)
+    chunk_size: int = _doc("Items per chunk in refresh_prior / assign (memory ~ chunk x K floats).", 65536)
+
+
+def _dist_world() -> int:
+    """World size when a torch.distributed group is up, else 1."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if _dist_world() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def _broadcast0(t: torch.Tensor) -> torch.Tensor:
+    """Rank 0's copy everywhere: random restarts must leave every rank with the same codebook."""
+    if _dist_world() > 1:
+        dist.broadcast(t, src=0)
+    return t
+
+
+class CodebookStore(nn.Module):
+    """Where the code vectors of one level live. Subclass to back them by a sharded table."""
+
+    num_codes: int
+    dim: int
+
+    def weight(self) -> torch.Tensor:
+        """All codes [K, d] (a detached view; never trained by gradient)."""
+        raise NotImplementedError
+
+    def ema_count(self) -> torch.Tensor:
+        """EMA member counts N_k [K]."""
+        raise NotImplementedError
+
+    def ema_update_(self, counts: torch.Tensor, sums: torch.Tensor, decay: float, eps: float) -> None:
+        """One EMA step from already (rank-)summed batch statistics n_k [K] and s_k [K, d]."""
+        raise NotImplementedError
+
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Set codes `index` to `vectors` and their EMA state to one member at that vector."""
+        raise NotImplementedError
+
+
+class BufferCodebookStore(CodebookStore):
+    """Codes and EMA state as plain (replicated, checkpointed) buffers.
+
+    The EMA state starts as "one member sitting at the code" (N = 1, m = c), so a code without
+    members keeps its vector (N and m decay together) until it is declared dead.
+    """
+
+    def __init__(self, num_codes: int, dim: int) -> None:
+        super().__init__()
+        self.num_codes, self.dim = num_codes, dim
+        codes = torch.randn(num_codes, dim) / math.sqrt(dim)
+        self.register_buffer("codes", codes)
+        self.register_buffer("count", torch.ones(num_codes))
+        self.register_buffer("sum", codes.clone())
+
+    def weight(self) -> torch.Tensor:
+        return self.codes
+
+    def ema_count(self) -> torch.Tensor:
+        return self.count
+
+    @torch.no_grad()
+    def ema_update_(self, counts: torch.Tensor, sums: torch.Tensor, decay: float, eps: float) -> None:
+        # N <- g N + (1-g) n ;  m <- g m + (1-g) s ;  c = m / N~, N~ Laplace-smoothed (Sonnet's VQ-VAE-EMA).
+        self.count.mul_(decay).add_(counts.to(self.count), alpha=1 - decay)
+        self.sum.mul_(decay).add_(sums.to(self.sum), alpha=1 - decay)
+        total = self.count.sum()
+        smoothed = (self.count + eps) / (total + self.num_codes * eps) * total
+        self.codes.copy_(self.sum / smoothed.clamp_min(1e-12).unsqueeze(1))
+
+    @torch.no_grad()
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor) -> None:
+        self.codes[index] = vectors.to(self.codes)
+        self.sum[index] = vectors.to(self.sum)
+        self.count[index] = 1.0
+
+
+class VectorQuantizer(nn.Module):
+    """One codebook level: nearest-code assignment, commitment loss, EMA, dead-code restart, prior.
+
+    `reduce_fn` sums a statistics tensor over data-parallel ranks in place; it defaults to
+    torch.distributed's all_reduce when `cfg.allreduce_stats`, and can be replaced by the caller.
+    """
+
+    def __init__(self, num_codes: int, dim: int, cfg: BackdoorConfig, store: CodebookStore | None = None) -> None:
+        super().__init__()
+        self.cfg, self.num_codes = cfg, num_codes
+        self.store = store if store is not None else BufferCodebookStore(num_codes, dim)
+        self.register_buffer("prior_counts", torch.zeros(num_codes))  # counts over all items (refresh_prior)
+        self.register_buffer("initialized", torch.tensor(not cfg.data_init))
+        self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = _all_reduce_sum if cfg.allreduce_stats else None
+
+    def codes(self) -> torch.Tensor:
+        """A private copy of the codes [K, d]: later in-place EMA steps cannot touch saved tensors."""
+        return self.store.weight().detach().clone()
+
+    @torch.no_grad()
+    def nearest(self, z: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Index of the nearest code (squared Euclidean) of every row of z [N, d], chunked."""
+        codes = self.store.weight() if codes is None else codes
+        c2 = codes.square().sum(1)
+        return torch.cat([(c2 - 2 * chunk @ codes.T).argmin(1) for chunk in z.split(self.cfg.chunk_size)])
+
+    def prior(self) -> torch.Tensor:
+        """P(c_k) [K], summing to 1."""
+        if self.cfg.prior == "ema":
+            n = self.store.ema_count().detach().clamp_min(0)
+            return n / n.sum().clamp_min(1e-12)
+        n, a = self.prior_counts, self.cfg.prior_smoothing
+        if float(n.sum()) + a <= 0:
+            return torch.full_like(n, 1.0 / self.num_codes)
+        return (n + a) / (n.sum() + self.num_codes * a)
+
+    @torch.no_grad()
+    def _random_rows(self, z: torch.Tensor, k: int) -> torch.Tensor:
+        """k random rows of z (distinct when possible), identical on every rank."""
+        pick = torch.randperm(z.shape[0], device=z.device)[:k] if z.shape[0] >= k else \
+            torch.randint(z.shape[0], (k,), device=z.device)
+        return _broadcast0(z[pick].clone())
+
+    @torch.no_grad()
+    def _ema_step(self, z: torch.Tensor, idx: torch.Tensor) -> None:
+        counts = torch.bincount(idx, minlength=self.num_codes).to(z.dtype)
+        sums = z.new_zeros(self.num_codes, z.shape[1]).index_add_(0, idx, z)
+        if self.reduce_fn is not None:
+            counts, sums = self.reduce_fn(counts), self.reduce_fn(sums)
+        self.store.ema_update_(counts, sums, self.cfg.ema_decay, self.cfg.ema_epsilon)
+        dead = self.store.ema_count() < self.cfg.dead_code_threshold
+        if _dist_world() > 1:
+            # Rank 0 decides, so every rank enters the restart's broadcast together even if the
+            # replicated counts differ in the last bit.
+            dead = _broadcast0(dead.to(torch.uint8)).bool()
+        dead = dead.nonzero().flatten()
+        if dead.numel():
+            self.store.restart_(dead, self._random_rows(z, dead.numel()))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(q [N, d] the assigned code vectors (no gradient), idx [N], commitment ||z - sg(q)||^2 mean).
+
+        In training mode this also applies one EMA step (after assigning with the current codes)
+        and restarts dead codes. Straight-through: the caller forms z + (q - z).detach().
+        """
+        if self.training and not bool(self.initialized):
+            self.store.restart_(torch.arange(self.num_codes, device=z.device), self._random_rows(z.detach(), self.num_codes))
+            self.initialized.fill_(True)
+        codes = self.codes()
+        idx = self.nearest(z.detach(), codes)
+        q = codes[idx]
+        commit = (z - q).square().mean()
+        if self.training:
+            self._ema_step(z.detach(), idx)
+        return q, idx, commit
+
+    @torch.no_grad()
+    def counts_of(self, idx: torch.Tensor, reduce: bool = False) -> torch.Tensor:
+        counts = torch.bincount(idx, minlength=self.num_codes).float()
+        return _all_reduce_sum(counts) if reduce else counts
+
+
+class PriorAttention(nn.Module):
+    """sum_k P_k a_ik W_v c_k / sum_k P_k a_ik with a_ik = exp(<W_q x_i, W_k c_k> / (tau sqrt(d))).
+
+    Computed as a softmax over k of the logits plus log P_k (the normaliser cancels), so it is
+    one [N, K] matmul and exactly the prior-weighted sum over *all* codes.
+    """
+
+    def __init__(self, dim: int, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.query = nn.Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)  # the W of the adjustment
+        self.scale = 1.0 / (temperature * math.sqrt(dim))
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        logits = self.query(x) @ self.key(codes).T * self.scale + prior.clamp_min(1e-30).log()
+        return torch.softmax(logits, dim=-1) @ self.value(codes)
+
+
+@dataclass
+class BackdoorOutput:
+    x_bd: torch.Tensor                    # adjusted content [N, d]
+    z_q: torch.Tensor | None              # straight-through quantised ẑ [N, d] (None when off)
+    codes: tuple[torch.Tensor, ...]       # (coarse idx [N],) or (coarse idx, fine idx)
+    loss: torch.Tensor                    # loss_weight * commit (ready to add)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted, for logging
+
+
+class Backdoor(nn.Module):
+    """x^bd = x + back-door term; quantises ẑ with one or two `VectorQuantizer` levels.
+
+    Args:
+        dim: d.
+        cfg: `BackdoorConfig`.
+        store_factory: (num_codes, dim) -> CodebookStore, to back the codes by e.g. a TorchRec table.
+    """
+
+    def __init__(self, dim: int, cfg: BackdoorConfig | None = None,
+                 store_factory: Callable[[int, int], CodebookStore] | None = None) -> None:
+        super().__init__()
+        cfg = cfg or BackdoorConfig()
+        self.cfg, self.dim = cfg, dim
+        if not cfg.enabled:
+            self.levels = nn.ModuleList()
+            return
+        sizes = [cfg.coarse_codes] + ([cfg.fine_codes] if cfg.hierarchical else [])
+        if min(sizes) < 1:
+            raise ValueError(f"Backdoor: code counts must be >= 1, got {sizes}")
+        make = store_factory or BufferCodebookStore
+        self.levels = nn.ModuleList([VectorQuantizer(k, dim, cfg, make(k, dim)) for k in sizes])
+        self.attention = nn.ModuleList([PriorAttention(dim, cfg.temperature) for _ in sizes])
+
+    def forward(self, x: torch.Tensor, z_e: torch.Tensor) -> BackdoorOutput:
+        """Adjust content x [N, d] with the codebook that quantises the confounder estimate z_e [N, d]."""
+        zero = x.new_zeros(())
+        if not self.cfg.enabled:
+            return BackdoorOutput(x, None, (), zero, {"commit": zero})
+        residual, total_q, term = z_e, torch.zeros_like(z_e), torch.zeros_like(x)
+        idxs, commits = [], []
+        for vq, attn in zip(self.levels, self.attention):
+            q, idx, commit = vq(residual)
+            # Read after the EMA step (a private copy), so every level attends to current codes.
+            term = term + attn(x, vq.codes(), vq.prior())
+            residual = residual - q  # q carries no gradient: the fine level's loss reaches ẑ
+            total_q = total_q + q
+            idxs.append(idx)
+            commits.append(commit)
+        commit = self.cfg.beta * sum(commits)
+        z_q = z_e + (total_q - z_e).detach()  # straight-through: forward z_q, backward identity
+        terms = {"commit": commit.detach()}
+        for name, vq, idx in zip(("coarse", "fine"), self.levels, idxs):
+            p = torch.bincount(idx, minlength=vq.num_codes).float() / idx.numel()
+            terms[f"perplexity_{name}"] = torch.exp(-(p * p.clamp_min(1e-12).log()).sum())
+        return BackdoorOutput(x + term, z_q, tuple(idxs), self.cfg.loss_weight * commit, terms)
+
+    @torch.no_grad()
+    def assign(self, z_e: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Code indices of every row of z_e per level (chunked; no state change). Interpretability."""
+        idxs, residual = [], z_e
+        for vq in self.levels:
+            codes = vq.store.weight()
+            idx = vq.nearest(residual, codes)
+            residual = residual - codes[idx]
+            idxs.append(idx)
+        return tuple(idxs)
+
+    @torch.no_grad()
+    def refresh_prior(self, z_e_all: torch.Tensor, reduce: bool = False) -> tuple[torch.Tensor, ...]:
+        """Recount P(c) from the assignments of all items' ẑ (once per epoch in `counts` mode).
+
+        `reduce`: sum the counts over ranks (when each rank passes only its share of the items).
+        Returns the per-level indices (useful for interpretability / NMI against the simulator).
+        """
+        idxs = self.assign(z_e_all)
+        for vq, idx in zip(self.levels, idxs):
+            vq.prior_counts.copy_(vq.counts_of(idx, reduce))
+        return idxs
+
+    def dictionary(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(coarse codes [K1, d], their prior [K1]) for the front-door cross-sample term, None when off."""
+        if not self.cfg.enabled:
+            return None
+        return self.levels[0].codes(), self.levels[0].prior()

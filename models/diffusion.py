@@ -1,0 +1,200 @@
+"""Dual-channel cross-modal diffusion: each item's confounder estimate ẑ_i (docs/MODEL.md §2).
+
+For every modality m a Gaussian diffusion on the projected content h_i^m (x0-prediction, a few
+steps, small noise, as in DiffRec). The denoiser of modality m sees two channels: its own noisy
+input x_s^m (with the step embedding) and the *other* modalities' representation c_i^m (their
+mean, so any M >= 2 works). What a channel can be rebuilt from the others is the information the
+modalities share, which the causal story attributes to the confounder Z. So the confounder
+estimate is the fusion of the cross-modal reconstructions obtained with the own channel masked:
+
+    ẑ_i = Fuse([x̂0^1 ; ... ; x̂0^M]),   x̂0^m = D_m(0, e(S+1), c_i^m)     (confounder_input: masked)
+
+and s_i^m = h_i^m - ẑ_i is the modality-specific remainder, kept orthogonal to ẑ_i by a penalty.
+Training masks the own channel with probability `self_mask_prob` (a dedicated step index S+1
+tells the denoiser the channel is absent), so D_m learns both denoising and pure cross-modal
+prediction. The masked estimate is deterministic, so training and evaluation see the same ẑ.
+
+Off (`enabled: false`): ẑ_i = Fuse(h_i^1..h_i^M) (same fusion, no denoiser), so "without
+diffusion" in an ablation differs from the full model only by the denoising channel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.projection import activation
+
+
+def _doc(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class DiffusionConfig:
+    enabled: bool = _doc("Cross-modal diffusion on; off: the confounder estimate is a plain fusion of the "
+                         "projections (`off_fusion`) and the diffusion/orthogonality losses are 0.", True)
+    steps: int = _doc("Diffusion steps S.", 5)
+    schedule: Literal["linear", "cosine"] = _doc(
+        "Noise schedule of 1 - alpha_bar_s over s = 1..S: `linear` between noise_min and noise_max (DiffRec), "
+        "or `cosine` (Nichol & Dhariwal); both multiplied by noise_scale.", "linear")
+    noise_scale: float = _doc("Multiplier of the noise variance 1 - alpha_bar_s (DiffRec's noise_scale).", 0.1)
+    noise_min: float = _doc("1 - alpha_bar_1 before noise_scale (linear schedule).", 1e-3)
+    noise_max: float = _doc("1 - alpha_bar_S before noise_scale (linear schedule).", 2e-2)
+    hidden: int = _doc("Hidden width of each modality's denoiser MLP.", 256)
+    step_dim: int = _doc("Size of the sinusoidal step embedding fed to the denoisers.", 16)
+    self_mask_prob: float = _doc("Training probability of masking a modality's own noisy input, so its "
+                                 "denoiser must predict x0 from the other modalities alone.", 0.3)
+    confounder_input: Literal["masked", "noisy"] = _doc(
+        "How ẑ is read out: `masked` = every denoiser with its own channel masked (pure cross-modal "
+        "prediction; needs self_mask_prob > 0), `noisy` = denoisers on the noise-free mean "
+        "sqrt(alpha_bar) h at step `infer_step` (0 = clean input).", "masked")
+    infer_step: int = _doc("Step s* of the `noisy` read-out (0..S).", 0)
+    detach_target: bool = _doc("Stop the gradient of the x0 target, so the diffusion loss trains the denoisers "
+                               "and cannot shrink the projections to make itself small.", True)
+    fusion_hidden: int = _doc("Hidden width of the fusion MLP over the M concatenated reconstructions.", 256)
+    off_fusion: Literal["mlp", "mean"] = _doc("Confounder estimate when diffusion is off: `mlp` of the concatenated "
+                                              "projections (same fusion as when on) or their `mean`.", "mlp")
+    activation: Literal["silu", "tanh", "leaky_relu", "gelu"] = _doc("Non-linearity of denoisers and fusion.", "silu")
+    loss_weight: float = _doc("lambda_diff: weight of the diffusion loss in the total loss.", 0.1)
+    ortho_weight: float = _doc("lambda_orth: weight of the orthogonality penalty between s^m and ẑ.", 0.01)
+
+
+@dataclass
+class DiffusionOutput:
+    """What the diffusion module hands on (all rows aligned with the input rows)."""
+
+    confounder: torch.Tensor           # ẑ [N, d]
+    content: torch.Tensor              # x = mean_m h^m [N, d], the observed content
+    specific: dict[str, torch.Tensor]  # s^m = h^m - ẑ [N, d] per modality
+    loss: torch.Tensor                 # loss_weight * diff + ortho_weight * ortho (ready to add)
+    terms: dict[str, torch.Tensor]     # unweighted "diff", "ortho" (for logging)
+
+
+def alpha_bar_schedule(cfg: DiffusionConfig) -> torch.Tensor:
+    """alpha_bar_s for s = 0..S (alpha_bar_0 = 1: step 0 is the clean input), float32 [S+1]."""
+    s = cfg.steps
+    if cfg.schedule == "linear":
+        var = cfg.noise_scale * torch.linspace(cfg.noise_min, cfg.noise_max, s, dtype=torch.float64)
+    else:
+        t = torch.arange(s + 1, dtype=torch.float64) / s
+        f = torch.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        var = cfg.noise_scale * (1 - f[1:] / f[0])
+    var = var.clamp(1e-6, 0.999)
+    return torch.cat([torch.ones(1, dtype=torch.float64), 1 - var]).float()
+
+
+def step_embedding(steps: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of integer steps [...] -> [..., dim] (the transformer's positions)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=steps.device, dtype=torch.float32) / max(half, 1))
+    angles = steps.float().unsqueeze(-1) * freqs
+    emb = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return F.pad(emb, (0, dim - 2 * half))
+
+
+def _mlp(inp: int, hidden: int, out: int, act: str) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inp, hidden), activation(act), nn.Linear(hidden, out))
+
+
+class CrossModalDiffusion(nn.Module):
+    """ẑ, s^m and L_diff from the projected modalities {m: h^m [N, d]} (M >= 2).
+
+    Args:
+        modalities: names, in the order of the fusion's concatenation.
+        dim: d.
+        cfg: `DiffusionConfig`.
+    """
+
+    def __init__(self, modalities: list[str], dim: int, cfg: DiffusionConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or DiffusionConfig()
+        if len(modalities) < 2:
+            raise ValueError(f"CrossModalDiffusion: needs >= 2 modalities, got {modalities}")
+        if cfg.steps < 1 or not 0 <= cfg.infer_step <= cfg.steps:
+            raise ValueError(f"CrossModalDiffusion: need steps >= 1 and 0 <= infer_step <= steps, got {cfg}")
+        if cfg.enabled and cfg.confounder_input == "masked" and cfg.self_mask_prob <= 0:
+            # The masked read-out would query the denoisers at a step they were never trained on.
+            raise ValueError("CrossModalDiffusion: confounder_input 'masked' needs self_mask_prob > 0")
+        self.cfg, self.dim, self.modalities = cfg, dim, list(modalities)
+        m = len(self.modalities)
+        # The fusion exists in both states so that on/off differ only by the denoising channel.
+        self.fuse = _mlp(m * dim, cfg.fusion_hidden, dim, cfg.activation) if (
+            cfg.enabled or cfg.off_fusion == "mlp") else None
+        if cfg.enabled:
+            self.denoisers = nn.ModuleDict({
+                name: _mlp(dim + cfg.step_dim + dim, cfg.hidden, dim, cfg.activation) for name in self.modalities})
+            # Not trained, derived from the config: not worth a checkpoint entry.
+            self.register_buffer("alpha_bar", alpha_bar_schedule(cfg), persistent=False)
+
+    @property
+    def mask_step(self) -> int:
+        """The step index that marks "own channel masked" (one past the last noise step)."""
+        return self.cfg.steps + 1
+
+    def _denoise(self, x_s: torch.Tensor, steps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x̂0 [M, N, d] from noisy inputs [M, N, d], steps [M, N] and conditions [M, N, d]."""
+        emb = step_embedding(steps, self.cfg.step_dim)
+        inp = torch.cat([x_s, emb, cond], dim=-1)
+        return torch.stack([self.denoisers[name](inp[k]) for k, name in enumerate(self.modalities)])
+
+    def _fusion(self, parts: torch.Tensor) -> torch.Tensor:
+        """[M, N, d] -> [N, d]."""
+        if self.fuse is None:
+            return parts.mean(0)
+        return self.fuse(parts.permute(1, 0, 2).reshape(parts.shape[1], -1))
+
+    def diffusion_loss(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """sum_m mean_i ||x0 - x̂0||^2 / d on one random step (and self-mask) per item and modality."""
+        m, n, _ = h.shape
+        steps = torch.randint(1, self.cfg.steps + 1, (m, n), device=h.device)
+        ab = self.alpha_bar[steps].unsqueeze(-1)
+        x_s = ab.sqrt() * h + (1 - ab).sqrt() * torch.randn_like(h)
+        if self.cfg.self_mask_prob > 0:
+            masked = torch.rand((m, n), device=h.device) < self.cfg.self_mask_prob
+            x_s = x_s.masked_fill(masked.unsqueeze(-1), 0.0)
+            steps = torch.where(masked, torch.full_like(steps, self.mask_step), steps)
+        x0_hat = self._denoise(x_s, steps, cond)
+        target = h.detach() if self.cfg.detach_target else h
+        return (x0_hat - target).square().mean(dim=(1, 2)).sum()
+
+    def confounder(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Deterministic ẑ [N, d] from H [M, N, d] (no sampled noise: same in training and evaluation)."""
+        m, n, _ = h.shape
+        if self.cfg.confounder_input == "masked":
+            steps = torch.full((m, n), self.mask_step, device=h.device, dtype=torch.int64)
+            x_in = torch.zeros_like(h)
+        else:
+            steps = torch.full((m, n), self.cfg.infer_step, device=h.device, dtype=torch.int64)
+            x_in = self.alpha_bar[self.cfg.infer_step].sqrt() * h
+        return self._fusion(self._denoise(x_in, steps, cond))
+
+    def forward(self, h: dict[str, torch.Tensor], compute_loss: bool | None = None) -> DiffusionOutput:
+        """Confounder estimate, remainders and (in training, or if `compute_loss`) the losses.
+
+        `h` maps each modality to its projection [N, d] (any N: all items or a batch's items).
+        """
+        stacked = torch.stack([h[name] for name in self.modalities])  # [M, N, d]
+        content = stacked.mean(0)
+        zero = stacked.new_zeros(())
+        if not self.cfg.enabled:
+            z = self._fusion(stacked)
+            return DiffusionOutput(z, content, {k: h[k] - z for k in self.modalities}, zero,
+                                   {"diff": zero, "ortho": zero})
+        m = stacked.shape[0]
+        # Condition of modality m: the mean of the *other* modalities, for all m at once.
+        cond = (stacked.sum(0, keepdim=True) - stacked) / (m - 1)
+        z = self.confounder(stacked, cond)
+        specific = stacked - z.unsqueeze(0)
+        # cos^2 is scale-free: the penalty cannot be met by shrinking s^m or ẑ.
+        ortho = F.cosine_similarity(specific, z.unsqueeze(0).expand_as(specific), dim=-1, eps=1e-8).square().mean()
+        compute_loss = self.training if compute_loss is None else compute_loss
+        diff = self.diffusion_loss(stacked, cond) if compute_loss else zero
+        loss = self.cfg.loss_weight * diff + self.cfg.ortho_weight * ortho
+        return DiffusionOutput(z, content, {k: specific[i] for i, k in enumerate(self.modalities)}, loss,
+                               {"diff": diff.detach(), "ortho": ortho.detach()})

@@ -1,0 +1,60 @@
+"""Model name -> constructed module, so the trainer never branches on model names.
+
+Adding a model (vbpr, freedom, causal, ...): add a `ModelName` member and a builder that takes
+the ID tables plus the keyword arguments of `build_model` it needs; inputs a new model needs
+(item features, kNN graphs) become new keyword arguments of `build_model` with defaults.
+Every model returned has the same interface: `forward(users, pos, neg) -> {"loss", ...}`,
+`propagate()` and `final_embeddings() -> (user_all, item_all)`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from models.bpr import BPRMF, RegType
+from models.embeddings import IdTables, InitScheme
+from models.lightgcn import LightGCN
+
+
+class ModelName(str, Enum):
+    BPR = "bpr"
+    LIGHTGCN = "lightgcn"
+
+
+def _bpr(tables: IdTables, **args: Any) -> nn.Module:
+    return BPRMF(tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"])
+
+
+def _lightgcn(tables: IdTables, **args: Any) -> nn.Module:
+    if args["adjacency"] is None:
+        raise ValueError("build_model('lightgcn') needs the normalised adjacency")
+    return LightGCN(args["num_users"], args["num_items"], args["dim"], args["num_layers"], args["adjacency"],
+                    tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"])
+
+
+_BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {
+    ModelName.BPR: _bpr,
+    ModelName.LIGHTGCN: _lightgcn,
+}
+
+
+def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjacency: torch.Tensor | None,
+                dim: int, num_layers: int, reg_weight: float, init: InitScheme | str = InitScheme.XAVIER,
+                init_std: float = 0.1, reg_type: RegType | str = RegType.MMREC,
+                device: torch.device | str) -> nn.Module:
+    """Build model `name` with freshly initialised ID tables on `device` (unsharded).
+
+    Seed torch's RNG identically on every rank first; `trainer.sharding.shard_model` then
+    broadcasts rank 0's tables anyway, so all ranks and plans start from the same weights.
+    """
+    try:
+        key = ModelName(name)
+    except ValueError:
+        raise ValueError(f"unknown model {name!r}; known: {[m.value for m in ModelName]}") from None
+    tables = IdTables(num_users, num_items, dim, init=init, init_std=init_std, device=device)
+    return _BUILDERS[key](tables, num_users=num_users, num_items=num_items, adjacency=adjacency, dim=dim,
+                          num_layers=num_layers, reg_weight=reg_weight, reg_type=reg_type)

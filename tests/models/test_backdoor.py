@@ -1,0 +1,200 @@
+"""Back-door adjustment: VQ straight-through, EMA formula, dead-code restart, prior, the adjusted sum."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.backdoor import Backdoor, BackdoorConfig, BufferCodebookStore, VectorQuantizer
+
+D = 4
+
+
+def _flat(**kw) -> BackdoorConfig:
+    base = dict(hierarchical=False, coarse_codes=4, data_init=False, ema_epsilon=0.0, dead_code_threshold=0.0)
+    return BackdoorConfig(**{**base, **kw})
+
+
+def test_store_ema_update_is_the_decay_formula() -> None:
+    store = BufferCodebookStore(2, 2)
+    c0 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    store.restart_(torch.arange(2), c0)
+    counts, sums = torch.tensor([3.0, 1.0]), torch.tensor([[6.0, 3.0], [-1.0, 2.0]])
+    store.ema_update_(counts, sums, decay=0.9, eps=0.0)
+    n = 0.9 * 1 + 0.1 * counts
+    m = 0.9 * c0 + 0.1 * sums
+    torch.testing.assert_close(store.ema_count(), n)
+    torch.testing.assert_close(store.weight(), m / n[:, None])
+
+
+def test_vq_forward_applies_ema_toward_assigned_means() -> None:
+    vq = VectorQuantizer(2, 2, _flat(coarse_codes=2, ema_decay=0.8)).train()
+    c0 = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
+    vq.store.restart_(torch.arange(2), c0)
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]])
+    q, idx, _ = vq(z)
+    assert idx.tolist() == [0, 0, 1]
+    torch.testing.assert_close(q, c0[idx])  # assigned with the codes before the update
+    n = torch.tensor([0.8 + 0.2 * 2, 0.8 + 0.2 * 1])
+    m = 0.8 * c0 + 0.2 * torch.tensor([[1.0, 1.0], [9.0, 9.0]])
+    torch.testing.assert_close(vq.store.weight(), m / n[:, None])
+    # Repeated steps converge to the assigned means; eval mode changes nothing.
+    for _ in range(200):
+        vq(z)
+    torch.testing.assert_close(vq.store.weight(), torch.tensor([[0.5, 0.5], [9.0, 9.0]]), atol=1e-4, rtol=0)
+    vq.eval()
+    before = vq.store.weight().clone()
+    vq(z + 5)
+    torch.testing.assert_close(vq.store.weight(), before)
+
+
+def test_dead_code_restarted_from_encoder_outputs() -> None:
+    vq = VectorQuantizer(2, 2, _flat(coarse_codes=2, ema_decay=0.1, dead_code_threshold=0.5)).train()
+    vq.store.restart_(torch.arange(2), torch.tensor([[0.0, 0.0], [100.0, 100.0]]))
+    z = torch.randn(5, 2) * 0.1
+    vq(z)
+    code1 = vq.store.weight()[1]
+    assert any(torch.equal(code1, row) for row in z)  # replaced by a current encoder output
+    assert vq.store.ema_count()[1] == 1.0
+    assert vq.store.ema_count()[0] > 0.5  # the used code is untouched by the restart
+
+
+def test_data_init_and_stats_hook() -> None:
+    vq = VectorQuantizer(3, D, BackdoorConfig(coarse_codes=3, ema_epsilon=0.0, dead_code_threshold=0.0)).train()
+    z = torch.randn(8, D)
+    calls = []
+
+    def reduce(t: torch.Tensor) -> torch.Tensor:  # a stand-in for all_reduce over 2 identical ranks
+        calls.append(t.shape)
+        return t * 2
+
+    vq.reduce_fn = reduce
+    vq(z)
+    assert bool(vq.initialized)
+    # Data init then one EMA step with doubled statistics: counts are 1*g + (1-g)*2n.
+    assert calls == [torch.Size([3]), torch.Size([3, D])]
+    assert float(vq.store.ema_count().sum()) == pytest.approx(3 * 0.99 + 0.01 * 2 * 8)
+
+
+def test_straight_through_and_commitment_gradient() -> None:
+    torch.manual_seed(0)
+    bd = Backdoor(D, BackdoorConfig(coarse_codes=3, fine_codes=5, data_init=False, beta=0.25)).eval()
+    z = torch.randn(6, D, requires_grad=True)
+    out = bd(torch.randn(6, D), z)
+    c1, c2 = (vq.store.weight() for vq in bd.levels)
+    k1, k2 = out.codes
+    torch.testing.assert_close(out.z_q, c1[k1] + c2[k2])  # forward: the quantised value
+    g = torch.randn(6, D)
+    (gz,) = torch.autograd.grad((out.z_q * g).sum(), z, retain_graph=True)
+    torch.testing.assert_close(gz, g)  # backward: identity to the encoder
+    (gc,) = torch.autograd.grad(out.loss, z)
+    r = z.detach() - c1[k1]
+    expect = 0.25 * 2 / z.numel() * ((z.detach() - c1[k1]) + (r - c2[k2]))
+    torch.testing.assert_close(gc, expect)
+    assert not any(p.requires_grad for p in bd.levels.buffers())
+
+
+def test_backdoor_sum_equals_definition() -> None:
+    """3 items, 4 codes: x + sum_k P_k a_ik W c_k / sum_k P_k a_ik, computed with loops."""
+    torch.manual_seed(0)
+    bd = Backdoor(D, _flat(temperature=0.7, prior_smoothing=0.5)).eval()
+    vq, attn = bd.levels[0], bd.attention[0]
+    codes = torch.randn(4, D)
+    vq.store.restart_(torch.arange(4), codes)
+    vq.prior_counts.copy_(torch.tensor([5.0, 0.0, 2.0, 1.0]))
+    x, z = torch.randn(3, D), torch.randn(3, D)
+    out = bd(x, z)
+    prior = [(n + 0.5) / (8 + 4 * 0.5) for n in (5.0, 0.0, 2.0, 1.0)]
+    wq, wk, wv = (w.detach() for w in (attn.query.weight, attn.key.weight, attn.value.weight))
+    for i in range(3):
+        num, den = torch.zeros(D), 0.0
+        for k in range(4):
+            a = math.exp(float((wq @ x[i]) @ (wk @ codes[k])) / (0.7 * math.sqrt(D)))
+            num = num + prior[k] * a * (wv @ codes[k])
+            den += prior[k] * a
+        torch.testing.assert_close(out.x_bd[i], x[i] + num / den)
+
+
+def test_hierarchical_adds_both_levels() -> None:
+    torch.manual_seed(0)
+    bd = Backdoor(D, BackdoorConfig(coarse_codes=3, fine_codes=5, data_init=False)).eval()
+    x, z = torch.randn(4, D), torch.randn(4, D)
+    out = bd(x, z)
+    terms = [attn(x, vq.store.weight(), vq.prior()) for vq, attn in zip(bd.levels, bd.attention)]
+    torch.testing.assert_close(out.x_bd, x + terms[0] + terms[1])
+    assert [c.shape for c in out.codes] == [(4,), (4,)]
+    # Uniform prior before any refresh; counts prior after it.
+    torch.testing.assert_close(bd.levels[1].prior(), torch.full((5,), 0.2))
+    idx = bd.refresh_prior(z)
+    n = torch.bincount(idx[0], minlength=3).float()
+    torch.testing.assert_close(bd.levels[0].prior(), (n + 1) / (4 + 3))
+    assert torch.equal(idx[1], out.codes[1])
+
+
+def test_ema_prior() -> None:
+    vq = VectorQuantizer(3, D, _flat(coarse_codes=3, prior="ema"))
+    vq.store.ema_count().copy_(torch.tensor([1.0, 3.0, 0.0]))
+    torch.testing.assert_close(vq.prior(), torch.tensor([0.25, 0.75, 0.0]))
+
+
+def test_gradients_of_adjustment() -> None:
+    torch.manual_seed(0)
+    bd = Backdoor(D, BackdoorConfig(coarse_codes=3, fine_codes=4)).train()
+    x, z = torch.randn(10, D, requires_grad=True), torch.randn(10, D, requires_grad=True)
+    out = bd(x, z)
+    (out.x_bd.square().sum() + out.loss).backward()
+    for name, p in bd.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0 and z.grad.abs().sum() > 0
+    assert out.terms["perplexity_coarse"] >= 1
+
+
+def test_off_switch() -> None:
+    bd = Backdoor(D, BackdoorConfig(enabled=False))
+    x = torch.randn(3, D)
+    out = bd(x, torch.randn(3, D))
+    assert out.x_bd is x and out.loss == 0 and out.z_q is None
+    assert len(list(bd.parameters())) == 0 and len(list(bd.buffers())) == 0
+    assert bd.dictionary() is None
+
+
+def _dist_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    try:
+        torch.manual_seed(100 + rank)  # different RNG streams: data init and restarts must still agree
+        z = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+        out = {}
+        for name, threshold in (("ema", 0.0), ("restart", 10.0)):  # 10: every code dead, all restarted
+            cfg = BackdoorConfig(coarse_codes=3, ema_decay=0.5, ema_epsilon=0.0, dead_code_threshold=threshold,
+                                 allreduce_stats=True)
+            vq = VectorQuantizer(3, 2, cfg).train()
+            vq(z[2 * rank:2 * rank + 2])  # data init (broadcast) + one EMA step on summed statistics
+            out[name] = {"codes": vq.store.weight().clone(), "count": vq.store.ema_count().clone()}
+        torch.save(out, Path(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(120)
+def test_two_ranks_share_one_codebook(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_dist_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    for name in ("ema", "restart"):
+        torch.testing.assert_close(r0[name]["codes"], r1[name]["codes"], rtol=0, atol=0)
+        torch.testing.assert_close(r0[name]["count"], r1[name]["count"], rtol=0, atol=0)
+    # Summed statistics: all 4 items counted (3 * 0.5 * 1 + 0.5 * 4), not one rank's 2 (2.5).
+    assert float(r0["ema"]["count"].sum()) == pytest.approx(3.5)
+    rank0_rows = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
+    assert all(any(torch.equal(c, r) for r in rank0_rows) for c in r0["restart"]["codes"])
+    assert bool((r0["restart"]["count"] == 1).all())

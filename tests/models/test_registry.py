@@ -1,0 +1,41 @@
+"""build_model: one constructor for every model name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.bpr import BPRMF
+from models.lightgcn import LightGCN
+from models.registry import ModelName, build_model
+
+ARGS = dict(num_users=3, num_items=2, dim=4, num_layers=1, reg_weight=0.0, device="cpu")
+
+
+def _adjacency() -> torch.Tensor:
+    return torch.eye(5).to_sparse()
+
+
+@pytest.mark.parametrize("name,cls", [("bpr", BPRMF), ("lightgcn", LightGCN), (ModelName.LIGHTGCN, LightGCN)])
+def test_builds_each_model_with_the_common_interface(name, cls):
+    model = build_model(name, adjacency=_adjacency(), **ARGS)
+    assert isinstance(model, cls)
+    out = model(torch.tensor([0, 2]), torch.tensor([1, 0]), torch.tensor([0, 1]))
+    assert {"loss", "bpr", "reg"} <= set(out) and out["loss"].ndim == 0
+    user_all, item_all = model.final_embeddings()
+    assert user_all.shape == (3, 4) and item_all.shape == (2, 4)
+
+
+def test_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'mf'.*'bpr', 'lightgcn'"):
+        build_model("mf", adjacency=None, **ARGS)
+
+
+def test_lightgcn_needs_the_adjacency():
+    with pytest.raises(ValueError, match="adjacency"):
+        build_model("lightgcn", adjacency=None, **ARGS)
+
+
+def test_bad_init_scheme_is_refused():
+    with pytest.raises(ValueError, match="'uniform' is not a valid InitScheme"):
+        build_model("bpr", adjacency=None, init="uniform", **ARGS)
