@@ -41,10 +41,11 @@ class BackdoorConfig:
     coarse_codes: int = _doc("K1: coarse (category-like) codes; the only level when not hierarchical.", 32)
     fine_codes: int = _doc("K2: fine (style-like) codes quantising the coarse residual.", 128)
     beta: float = _doc("Commitment weight beta in beta * ||ẑ - sg(z_q)||^2.", 0.25)
-    ema_decay: float = _doc("Codebook EMA decay gamma (counts and sums).", 0.99)
+    ema_decay: float = _doc("Codebook EMA decay gamma (counts and sums).", 0.95)
     ema_epsilon: float = _doc("Laplace smoothing of the EMA counts (keeps a code with no members finite).", 1e-5)
-    dead_code_threshold: float = _doc("A code whose EMA count (members per step) falls below this is restarted "
-                                      "from a random current encoder output.", 0.5)
+    dead_code_threshold: float = _doc("A code whose EMA count falls below this fraction of the mean EMA count (its "
+                                      "uniform share) is restarted from a random current encoder output; relative, so "
+                                      "independent of how many items a step quantises. 0 disables restarts.", 0.1)
     data_init: bool = _doc("Initialise the codes from random encoder outputs at the first training step.", True)
     prior: Literal["counts", "ema"] = _doc("P(c): `counts` = assignment counts over all items (refresh_prior, "
                                            "once per epoch; uniform before the first), `ema` = EMA counts.", "counts")
@@ -92,16 +93,17 @@ class CodebookStore(nn.Module):
         """One EMA step from already (rank-)summed batch statistics n_k [K] and s_k [K, d]."""
         raise NotImplementedError
 
-    def restart_(self, index: torch.Tensor, vectors: torch.Tensor) -> None:
-        """Set codes `index` to `vectors` and their EMA state to one member at that vector."""
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:
+        """Set codes `index` to `vectors` and their EMA state to `count` members at that vector."""
         raise NotImplementedError
 
 
 class BufferCodebookStore(CodebookStore):
     """Codes and EMA state as plain (replicated, checkpointed) buffers.
 
-    The EMA state starts as "one member sitting at the code" (N = 1, m = c), so a code without
-    members keeps its vector (N and m decay together) until it is declared dead.
+    The EMA state starts as "one member sitting at the code" (N = 1, m = c) and a restart sets
+    it to "N members at the code" (m = N c), so a code without members keeps its vector (N and
+    m decay together) until it is declared dead.
     """
 
     def __init__(self, num_codes: int, dim: int) -> None:
@@ -128,10 +130,10 @@ class BufferCodebookStore(CodebookStore):
         self.codes.copy_(self.sum / smoothed.clamp_min(1e-12).unsqueeze(1))
 
     @torch.no_grad()
-    def restart_(self, index: torch.Tensor, vectors: torch.Tensor) -> None:
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:
         self.codes[index] = vectors.to(self.codes)
-        self.sum[index] = vectors.to(self.sum)
-        self.count[index] = 1.0
+        self.sum[index] = vectors.to(self.sum) * count
+        self.count[index] = count
 
 
 class VectorQuantizer(nn.Module):
@@ -184,14 +186,18 @@ class VectorQuantizer(nn.Module):
         if self.reduce_fn is not None:
             counts, sums = self.reduce_fn(counts), self.reduce_fn(sums)
         self.store.ema_update_(counts, sums, self.cfg.ema_decay, self.cfg.ema_epsilon)
-        dead = self.store.ema_count() < self.cfg.dead_code_threshold
+        count = self.store.ema_count()
+        mean = float(count.mean())
+        dead = count < self.cfg.dead_code_threshold * mean
         if _dist_world() > 1:
             # Rank 0 decides, so every rank enters the restart's broadcast together even if the
             # replicated counts differ in the last bit.
             dead = _broadcast0(dead.to(torch.uint8)).bool()
         dead = dead.nonzero().flatten()
         if dead.numel():
-            self.store.restart_(dead, self._random_rows(z, dead.numel()))
+            # Restarted with the mean count: treated as an average code, it has as long to win
+            # members as any other before it can be declared dead again.
+            self.store.restart_(dead, self._random_rows(z, dead.numel()), mean)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q [N, d] the assigned code vectors (no gradient), idx [N], commitment ||z - sg(q)||^2 mean).
@@ -200,7 +206,12 @@ class VectorQuantizer(nn.Module):
         and restarts dead codes. Straight-through: the caller forms z + (q - z).detach().
         """
         if self.training and not bool(self.initialized):
-            self.store.restart_(torch.arange(self.num_codes, device=z.device), self._random_rows(z.detach(), self.num_codes))
+            # Each code starts as its uniform share of the step's items: the EMA is then at its
+            # scale from the first step and no code looks dead merely for being new.
+            rows = z.new_tensor(float(z.shape[0]))
+            rows = self.reduce_fn(rows) if self.reduce_fn is not None else rows
+            self.store.restart_(torch.arange(self.num_codes, device=z.device),
+                                self._random_rows(z.detach(), self.num_codes), float(rows) / self.num_codes)
             self.initialized.fill_(True)
         codes = self.codes()
         idx = self.nearest(z.detach(), codes)

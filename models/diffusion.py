@@ -7,15 +7,19 @@ mean, so any M >= 2 works). What a channel can be rebuilt from the others is the
 modalities share, which the causal story attributes to the confounder Z. So the confounder
 estimate is the fusion of the cross-modal reconstructions obtained with the own channel masked:
 
-    ẑ_i = Fuse([x̂0^1 ; ... ; x̂0^M]),   x̂0^m = D_m(0, e(S+1), c_i^m)     (confounder_input: masked)
+    ẑ_i = Fuse(x̂0^1, ..., x̂0^M),   x̂0^m = D_m(0, e(S+1), c_i^m)     (confounder_input: masked)
+
+Fuse is their mean by default. ẑ does not enter the score (it only feeds the codebook), so a free
+fusion MLP would be trained by nothing but the commitment loss, which it meets by collapsing every
+item onto one point; the mean stays anchored by L_diff (`fusion: mlp` keeps the design's MLP).
 
 and s_i^m = h_i^m - ẑ_i is the modality-specific remainder, kept orthogonal to ẑ_i by a penalty.
 Training masks the own channel with probability `self_mask_prob` (a dedicated step index S+1
 tells the denoiser the channel is absent), so D_m learns both denoising and pure cross-modal
 prediction. The masked estimate is deterministic, so training and evaluation see the same ẑ.
 
-Off (`enabled: false`): ẑ_i = Fuse(h_i^1..h_i^M) (same fusion, no denoiser), so "without
-diffusion" in an ablation differs from the full model only by the denoising channel.
+Off (`enabled: false`): ẑ_i = Fuse(h_i^1, ..., h_i^M) (same fusion, no denoiser), so "without
+diffusion" in an ablation differs from the full model only by the cross-modal denoising channel.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ def _doc(text: str, default: Any) -> Any:
 @dataclass
 class DiffusionConfig:
     enabled: bool = _doc("Cross-modal diffusion on; off: the confounder estimate is a plain fusion of the "
-                         "projections (`off_fusion`) and the diffusion/orthogonality losses are 0.", True)
+                         "projections (`fusion`) and the diffusion/orthogonality losses are 0.", True)
     steps: int = _doc("Diffusion steps S.", 5)
     schedule: Literal["linear", "cosine"] = _doc(
         "Noise schedule of 1 - alpha_bar_s over s = 1..S: `linear` between noise_min and noise_max (DiffRec), "
@@ -57,9 +61,10 @@ class DiffusionConfig:
     infer_step: int = _doc("Step s* of the `noisy` read-out (0..S).", 0)
     detach_target: bool = _doc("Stop the gradient of the x0 target, so the diffusion loss trains the denoisers "
                                "and cannot shrink the projections to make itself small.", True)
-    fusion_hidden: int = _doc("Hidden width of the fusion MLP over the M concatenated reconstructions.", 256)
-    off_fusion: Literal["mlp", "mean"] = _doc("Confounder estimate when diffusion is off: `mlp` of the concatenated "
-                                              "projections (same fusion as when on) or their `mean`.", "mlp")
+    fusion: Literal["mean", "mlp"] = _doc(
+        "Fuse of the M reconstructions (projections when off) into ẑ: their `mean`, or an `mlp` of their "
+        "concatenation (trained only by the commitment/orthogonality terms: prone to collapse).", "mean")
+    fusion_hidden: int = _doc("Hidden width of the `mlp` fusion.", 256)
     activation: Literal["silu", "tanh", "leaky_relu", "gelu"] = _doc("Non-linearity of denoisers and fusion.", "silu")
     loss_weight: float = _doc("lambda_diff: weight of the diffusion loss in the total loss.", 0.1)
     ortho_weight: float = _doc("lambda_orth: weight of the orthogonality penalty between s^m and ẑ.", 0.01)
@@ -123,9 +128,8 @@ class CrossModalDiffusion(nn.Module):
             raise ValueError("CrossModalDiffusion: confounder_input 'masked' needs self_mask_prob > 0")
         self.cfg, self.dim, self.modalities = cfg, dim, list(modalities)
         m = len(self.modalities)
-        # The fusion exists in both states so that on/off differ only by the denoising channel.
-        self.fuse = _mlp(m * dim, cfg.fusion_hidden, dim, cfg.activation) if (
-            cfg.enabled or cfg.off_fusion == "mlp") else None
+        # The same fusion in both states, so that on/off differ only by the denoising channel.
+        self.fuse = _mlp(m * dim, cfg.fusion_hidden, dim, cfg.activation) if cfg.fusion == "mlp" else None
         if cfg.enabled:
             self.denoisers = nn.ModuleDict({
                 name: _mlp(dim + cfg.step_dim + dim, cfg.hidden, dim, cfg.activation) for name in self.modalities})

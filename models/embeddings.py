@@ -65,39 +65,42 @@ class IdTables(nn.Module):
 
     Args:
         num_users, num_items: table rows (ids are dense and 0-based).
-        dim: embedding size d.
+        dim: embedding size d of the item table (and of the user table unless `user_dim`).
         init: an `InitScheme` value.
         init_std: standard deviation for `InitScheme.NORMAL`.
         device: where the full tables are allocated and initialised (the compute device).
             `trainer/sharding.py` copies these weights into the shards, so every world size
             and sharding plan starts from the same tables.
+        user_dim: width of the user table when it differs from the item table's, e.g. VBPR's
+            user vector, which scores the concatenation [ID part ; content part] of an item.
     """
 
     def __init__(self, num_users: int, num_items: int, dim: int, *, init: InitScheme | str = InitScheme.XAVIER,
-                 init_std: float = 0.1, device: torch.device | str = "cpu") -> None:
+                 init_std: float = 0.1, device: torch.device | str = "cpu", user_dim: int | None = None) -> None:
         super().__init__()
         device = torch.device(device)
         if device.type == "meta":
             # DMP would then initialise each shard separately from identically seeded RNGs on
             # every rank, which gives correlated shards and plan-dependent starting weights.
             raise ValueError("IdTables: build on the compute device, not 'meta' (shard_model copies the weights)")
-        if min(num_users, num_items, dim) <= 0:
-            raise ValueError(f"IdTables: sizes must be positive, got {num_users=}, {num_items=}, {dim=}")
-        self.num_users, self.num_items, self.dim = num_users, num_items, dim
+        user_dim = dim if user_dim is None else user_dim
+        if min(num_users, num_items, dim, user_dim) <= 0:
+            raise ValueError(f"IdTables: sizes must be positive, got {num_users=}, {num_items=}, {dim=}, {user_dim=}")
+        self.num_users, self.num_items, self.dim, self.user_dim = num_users, num_items, dim, user_dim
         # Kept here because the sharded collection that replaces `ebc` exposes no device.
         self.device = device
         self.ebc = EmbeddingBagCollection(
             tables=[
-                EmbeddingBagConfig(name=name, embedding_dim=dim, num_embeddings=rows, feature_names=[feature],
-                                   pooling=PoolingType.SUM, init_fn=table_init_fn(init, rows, dim, init_std))
-                for name, feature, rows in ((USER_TABLE, USER_FEATURE, num_users),
-                                            (ITEM_TABLE, ITEM_FEATURE, num_items))
+                EmbeddingBagConfig(name=name, embedding_dim=width, num_embeddings=rows, feature_names=[feature],
+                                   pooling=PoolingType.SUM, init_fn=table_init_fn(init, rows, width, init_std))
+                for name, feature, rows, width in ((USER_TABLE, USER_FEATURE, num_users, user_dim),
+                                                   (ITEM_TABLE, ITEM_FEATURE, num_items, dim))
             ],
             device=device,
         )
 
     def lookup(self, user_ids: torch.Tensor, item_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows of `user_ids` and of `item_ids`: ([len(user_ids), d], [len(item_ids), d]).
+        """Rows of `user_ids` and of `item_ids`: ([len(user_ids), user_dim], [len(item_ids), d]).
 
         Each id is its own bag of length 1, and a SUM-pooled bag of one id is that id's row;
         pooled lookups work with every sharding type and both kernels (verified on CPU; it is
@@ -124,6 +127,6 @@ class IdTables(nn.Module):
         return pooled[USER_FEATURE][:num_u], pooled[ITEM_FEATURE][:num_i]
 
     def lookup_all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every row of both tables ([num_users, d], [num_items, d]), for full-graph models."""
+        """Every row of both tables ([num_users, user_dim], [num_items, d]), for full-graph models."""
         return self.lookup(torch.arange(self.num_users, device=self.device),
                            torch.arange(self.num_items, device=self.device))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from data_loaders.graph import CSR
 from models.bpr import BPRMF, RegType
 from models.embeddings import IdTables, InitScheme
 from models.lightgcn import LightGCN
@@ -45,11 +46,15 @@ _BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {
 def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjacency: torch.Tensor | None,
                 dim: int, num_layers: int, reg_weight: float, init: InitScheme | str = InitScheme.XAVIER,
                 init_std: float = 0.1, reg_type: RegType | str = RegType.MMREC,
-                device: torch.device | str) -> nn.Module:
+                device: torch.device | str, features: dict[str, torch.Tensor] | None = None,
+                train: CSR | None = None, seed: int = 0, options: Any = None) -> nn.Module:
     """Build model `name` with freshly initialised ID tables on `device` (unsharded).
 
     Seed torch's RNG identically on every rank first; `trainer.sharding.shard_model` then
     broadcasts rank 0's tables anyway, so all ranks and plans start from the same weights.
+    `features` are the item content features per modality (row i = item i), `train` the
+    training graph, `seed` the run's seed (for per-epoch randomness identical on all ranks),
+    `options` the model's own typed config section (e.g. `FreedomConfig`), or None.
     """
     try:
         key = ModelName(name)
@@ -57,4 +62,5 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjace
         raise ValueError(f"unknown model {name!r}; known: {[m.value for m in ModelName]}") from None
     tables = IdTables(num_users, num_items, dim, init=init, init_std=init_std, device=device)
     return _BUILDERS[key](tables, num_users=num_users, num_items=num_items, adjacency=adjacency, dim=dim,
-                          num_layers=num_layers, reg_weight=reg_weight, reg_type=reg_type)
+                          num_layers=num_layers, reg_weight=reg_weight, reg_type=reg_type, features=features,
+                          train=train, seed=seed, options=options)

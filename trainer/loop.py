@@ -78,10 +78,14 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None)
     splits = {s: interaction_csr(dataset, s) for s in (Split.TRAIN, Split.VALID, Split.TEST)}
     train = splits[Split.TRAIN]
+    features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
     model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
                         adjacency=lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
                         num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
-                        init=cfg.model.init, init_std=cfg.model.init_std, device=device)
+                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,
+                        features=features, train=train, seed=cfg.run.seed,
+                        # the model's own typed section, e.g. cfg.model.freedom (None for bpr/lightgcn)
+                        options=getattr(cfg.model, cfg.model.name, None))
     sharded = shard_model(model, device=device, sharding=cfg.train.sharding, kernel=cfg.train.embedding_kernel,
                           optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
                           weight_decay=cfg.train.weight_decay, world_size=world_size)
@@ -97,22 +101,26 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                                                    world_size=world_size, plan=sharded.plan_summary)
         sampler.load_state_dict(sampler_state)
     tracker = Tracker(cfg, rank)
+    inner = dmp.module  # the model itself (sharded tables inside), for its own methods
     if rank == 0:
         print(f"[cimrec] {world_size} worker(s) on {device}; tables: {sharded.plan_summary}; "
               f"{train.num_rows} users, {train.num_cols} items, {train.indices.size} train edges"
               + (f"; resumed after epoch {state.epoch}" if resumed is not None else ""), flush=True)
 
-    inner = dmp.module
     for epoch in range(state.epoch, cfg.train.epochs):
         if state.bad_evals >= cfg.train.patience:  # a finished run restarted under its name
             break
         started = time.perf_counter()
         dmp.train()
+        # Per-epoch model work (a resampled graph, refreshed codebook prior ...); identical on
+        # every rank because it is seeded by (run.seed, epoch), never by rank.
+        epoch_stats = inner.start_epoch(epoch) if hasattr(inner, "start_epoch") else {}
         losses = []
         steps = sampler.epoch(epoch)
         if rank == 0 and cfg.logging.progress:
-            from tqdm import tqdm
-            steps = tqdm(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}", leave=False)
+            # Ray's tqdm renders one live bar on the driver instead of a log line per update.
+            from ray.experimental.tqdm_ray import tqdm
+            steps = tqdm(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}")
         for batch in steps:
             out = dmp(torch.as_tensor(batch.users, device=device), torch.as_tensor(batch.positives, device=device),
                       torch.as_tensor(batch.negatives, device=device))
@@ -123,7 +131,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                 opt.step()
             losses.append(float(out["loss"].detach()))
         metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
-                                   "epoch_seconds": time.perf_counter() - started}
+                                   "epoch_seconds": time.perf_counter() - started, **epoch_stats}
         state.epoch = epoch + 1
         evaluate_now = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
         if not evaluate_now:

@@ -49,15 +49,22 @@ def fit(cfg: Config) -> dict[str, Any]:
 
     from trainer.loop import train_loop_per_worker
 
+    # Ray Train V2 re-routes worker print() through a logger that log_to_driver echoes again:
+    # every line would show twice on the console.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     if not ray.is_initialized():
         if cfg.scaling.address:
             ray.init(address=cfg.scaling.address)
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
     storage_path, storage_filesystem = _storage(cfg)
+    worker_cfg = Config.from_dict(cfg.to_dict())
+    if "://" not in worker_cfg.data.url:
+        # Ray workers run in their own working directory: hand them an absolute path.
+        worker_cfg.data.url = os.path.abspath(worker_cfg.data.url)
     trainer = TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config=cfg.to_dict(),
+        train_loop_config=worker_cfg.to_dict(),
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
