@@ -59,8 +59,11 @@ def test_dead_code_restarted_from_encoder_outputs() -> None:
     vq(z)
     code1 = vq.store.weight()[1]
     assert any(torch.equal(code1, row) for row in z)  # replaced by a current encoder output
-    assert vq.store.ema_count()[1] == 1.0
-    assert vq.store.ema_count()[0] > 0.5  # the used code is untouched by the restart
+    n0, n1 = 0.1 * 1 + 0.9 * 5, 0.1 * 1  # EMA counts: 0.1 / mean 2.35 is under the 0.5 threshold
+    count = vq.store.ema_count()
+    assert float(count[0]) == pytest.approx(n0)  # the used code is untouched by the restart
+    assert float(count[1]) == pytest.approx((n0 + n1) / 2)  # restarted with the mean count
+    torch.testing.assert_close(vq.store.sum[1], code1 * count[1])
 
 
 def test_data_init_and_stats_hook() -> None:
@@ -75,9 +78,9 @@ def test_data_init_and_stats_hook() -> None:
     vq.reduce_fn = reduce
     vq(z)
     assert bool(vq.initialized)
-    # Data init then one EMA step with doubled statistics: counts are 1*g + (1-g)*2n.
-    assert calls == [torch.Size([3]), torch.Size([3, D])]
-    assert float(vq.store.ema_count().sum()) == pytest.approx(3 * 0.99 + 0.01 * 2 * 8)
+    # Data init with the (summed) rows shared out, then one EMA step on doubled statistics.
+    assert calls == [torch.Size([]), torch.Size([3]), torch.Size([3, D])]
+    assert float(vq.store.ema_count().sum()) == pytest.approx(0.99 * 16 + 0.01 * 2 * 8)
 
 
 def test_straight_through_and_commitment_gradient() -> None:
@@ -172,7 +175,7 @@ def _dist_worker(rank: int, init_file: str, out_dir: str) -> None:
         torch.manual_seed(100 + rank)  # different RNG streams: data init and restarts must still agree
         z = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
         out = {}
-        for name, threshold in (("ema", 0.0), ("restart", 10.0)):  # 10: every code dead, all restarted
+        for name, threshold in (("ema", 0.0), ("restart", 10.0)):  # 10 x the mean: every code restarted
             cfg = BackdoorConfig(coarse_codes=3, ema_decay=0.5, ema_epsilon=0.0, dead_code_threshold=threshold,
                                  allreduce_stats=True)
             vq = VectorQuantizer(3, 2, cfg).train()
@@ -193,8 +196,8 @@ def test_two_ranks_share_one_codebook(tmp_path) -> None:
     for name in ("ema", "restart"):
         torch.testing.assert_close(r0[name]["codes"], r1[name]["codes"], rtol=0, atol=0)
         torch.testing.assert_close(r0[name]["count"], r1[name]["count"], rtol=0, atol=0)
-    # Summed statistics: all 4 items counted (3 * 0.5 * 1 + 0.5 * 4), not one rank's 2 (2.5).
-    assert float(r0["ema"]["count"].sum()) == pytest.approx(3.5)
+    # Summed statistics: all 4 items counted (init 4/3 per code, then 0.5 * 4 + 0.5 * 4), not one rank's 2 (2).
+    assert float(r0["ema"]["count"].sum()) == pytest.approx(4.0)
     rank0_rows = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
     assert all(any(torch.equal(c, r) for r in rank0_rows) for c in r0["restart"]["codes"])
-    assert bool((r0["restart"]["count"] == 1).all())
+    assert bool((r0["restart"]["count"] == r0["restart"]["count"][0]).all())

@@ -50,7 +50,7 @@ class _FirstBlock(nn.Module):
 @pytest.mark.parametrize("m", [2, 3])
 def test_masked_readout_is_purely_cross_modal(m: int) -> None:
     torch.manual_seed(0)
-    diff = CrossModalDiffusion([f"m{k}" for k in range(m)], D)
+    diff = CrossModalDiffusion([f"m{k}" for k in range(m)], D, DiffusionConfig(fusion="mlp"))
     diff.fuse = _FirstBlock()
     h = _inputs(m, requires_grad=True)
     diff(h).confounder.sum().backward()
@@ -61,7 +61,7 @@ def test_masked_readout_is_purely_cross_modal(m: int) -> None:
 
 def test_gradients_reach_denoisers_fusion_and_projections() -> None:
     torch.manual_seed(0)
-    diff = CrossModalDiffusion(["a", "b"], D).train()
+    diff = CrossModalDiffusion(["a", "b"], D, DiffusionConfig(fusion="mlp")).train()
     h = {k: v.requires_grad_() for k, v in zip("ab", _inputs(2).values())}
     out = diff(h)
     (out.loss + out.confounder.sum()).backward()
@@ -93,12 +93,12 @@ def test_readout_deterministic_and_no_loss_in_eval() -> None:
 
 def test_off_switch() -> None:
     h = _inputs(3, requires_grad=True)
-    mean_off = CrossModalDiffusion(["m0", "m1", "m2"], D, DiffusionConfig(enabled=False, off_fusion="mean")).train()
+    mean_off = CrossModalDiffusion(["m0", "m1", "m2"], D, DiffusionConfig(enabled=False)).train()
     out = mean_off(h)
     assert len(list(mean_off.parameters())) == 0
     torch.testing.assert_close(out.confounder, torch.stack(list(h.values())).mean(0))
     assert out.loss == 0 and not out.loss.requires_grad
-    mlp_off = CrossModalDiffusion(["m0", "m1", "m2"], D, DiffusionConfig(enabled=False)).train()
+    mlp_off = CrossModalDiffusion(["m0", "m1", "m2"], D, DiffusionConfig(enabled=False, fusion="mlp")).train()
     assert {n.split(".")[0] for n, _ in mlp_off.named_parameters()} == {"fuse"}
     out = mlp_off(h)
     assert out.confounder.shape == (N, D) and out.loss == 0
