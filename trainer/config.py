@@ -18,6 +18,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from models.freedom import FreedomConfig
+from models.vbpr import VBPRConfig
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be turned into a `Config`."""
@@ -47,12 +50,14 @@ class DataSection:
 
 @dataclass
 class ModelSection:
-    name: Literal["bpr", "lightgcn"] = doc("Model: `bpr` (BPR-MF, Rendle et al. 2009) or `lightgcn` (He et al. 2020).", "lightgcn")
+    name: Literal["bpr", "lightgcn", "vbpr", "freedom"] = doc("Model: `bpr` (BPR-MF, Rendle et al. 2009), `lightgcn` (He et al. 2020), `vbpr` (He & McAuley 2016) or `freedom` (Zhou et al. 2023); a model with options reads them from the section of its name below.", "lightgcn")
     embedding_dim: int = doc("Size d of every ID embedding.", 64)
-    num_layers: int = doc("LightGCN propagation layers (ignored by bpr).", 2)
-    reg_weight: float = doc("L2 weight on the batch's layer-0 embeddings, divided by the batch size (MMRec's convention).", 1e-4)
+    num_layers: int = doc("User-item propagation layers of lightgcn and freedom (ignored by bpr and vbpr).", 2)
+    reg_weight: float = doc("L2 weight on the batch's layer-0 embeddings (vbpr: on its scored user and item vectors), divided by the batch size (MMRec's convention).", 1e-4)
     init: Literal["xavier", "normal"] = doc("ID table initialisation: `xavier` uniform (MMRec) or `normal` with std `init_std`.", "xavier")
     init_std: float = doc("Standard deviation of `normal` initialisation.", 0.1)
+    vbpr: VBPRConfig = field(default_factory=VBPRConfig)
+    freedom: FreedomConfig = field(default_factory=FreedomConfig)
 
 
 @dataclass
@@ -220,8 +225,30 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config: key 'eval.select_metric' must be recall|ndcg|precision|hit@K with K in eval.ks, got {cfg.eval.select_metric!r}")
 
 
+def _markdown_tables(obj: Any, prefix: str) -> list[str]:
+    """One table for the dataclass `obj` (keys `prefix.key`), then one per nested dataclass section."""
+    lines = [f"## `{prefix}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    hints = typing.get_type_hints(type(obj))
+    nested = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            nested.append((value, f"{prefix}.{f.name}"))
+            continue
+        annotation = hints[f.name]
+        if get_origin(annotation) is Literal:
+            type_name = " \\| ".join(f"`{a}`" for a in get_args(annotation))
+        else:
+            type_name = annotation.__name__
+        lines.append(f"| `{prefix}.{f.name}` | {type_name} | `{value!r}` | {f.metadata['doc']} |")
+    lines.append("")
+    for value, name in nested:
+        lines += _markdown_tables(value, name)
+    return lines
+
+
 def markdown_reference() -> str:
-    """docs/CONFIG.md: every key with its type, default and meaning."""
+    """docs/CONFIG.md: every key with its type, default and meaning (nested sections as `model.freedom.knn_k`)."""
     lines = [
         "# Configuration reference",
         "",
@@ -233,17 +260,7 @@ def markdown_reference() -> str:
     ]
     root = Config()
     for section in dataclasses.fields(root):
-        obj = getattr(root, section.name)
-        lines += [f"## `{section.name}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-        hints = typing.get_type_hints(type(obj))
-        for f in dataclasses.fields(obj):
-            annotation = hints[f.name]
-            if get_origin(annotation) is Literal:
-                type_name = " \\| ".join(f"`{a}`" for a in get_args(annotation))
-            else:
-                type_name = annotation.__name__
-            lines.append(f"| `{section.name}.{f.name}` | {type_name} | `{getattr(obj, f.name)!r}` | {f.metadata['doc']} |")
-        lines.append("")
+        lines += _markdown_tables(getattr(root, section.name), section.name)
     return "\n".join(lines)
 
 

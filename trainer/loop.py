@@ -159,7 +159,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         tracker.log(metrics)
         if rank == 0:
             print(f"[cimrec] epoch {epoch + 1}: loss {metrics['loss']:.4f}, valid {cfg.eval.select_metric} "
-                  f"{score:.4f} (best {state.best_score:.4f} @ {state.best_epoch}), "
+                  f"{score:.4f} (best {state.best_score:.4f} @ {state.best_epoch}, test there "
+                  f"{state.best_test[cfg.eval.select_metric]:.4f}), "
                   f"{metrics['epoch_seconds']:.1f}s train / {metrics['eval_seconds']:.1f}s eval", flush=True)
         with tempfile.TemporaryDirectory(prefix="cimrec-ckpt-") as directory:
             checkpoint.save(directory, rank=rank, model=dmp, optimizers=optimizers,
