@@ -26,7 +26,8 @@ def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=DOC.parent).stdout.strip() or "?"
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, no GPU, commit {commit}"
+    load = os.getloadavg()[0]  # other work on the machine slows every figure: say how much there was
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, no GPU, load average {load:.1f} at the end, commit {commit}"
 
 
 def record_section(name: str, markdown: str) -> None:
