@@ -1,0 +1,164 @@
+"""The causal-inspired multimodal recommender: the modules of docs/MODEL.md wired on a LightGCN backbone.
+
+    h_u = ẽ_u + h_u^fd,   h_i = ẽ_i + x_i^bd + h_i^fd,   ŷ_ui = <h_u, h_i>
+    L = L_BPR + λ_reg reg + λ_diff L_diff + λ_orth L_orth + λ_vq L_commit + λ_topo L_topo
+
+ẽ: LightGCN layer mean of the ID tables; x^bd: the back-door-adjusted content (projection ->
+cross-modal diffusion -> hierarchical VQ codebook -> prior-weighted attention over all codes);
+h^fd: the front-door term (mediator propagated on the reconstructed causal subgraph, plus the
+cross-sample attention over the codebook). Every module has an `enabled` switch; with all of
+them off the content term is the plain mean of the modality projections.
+
+Full-graph training, like the backbone: each step computes every user's and item's
+representation, every rank identically (the content path is dense and replicated; only the ID
+tables are sharded), and scores its own share of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from data_loaders.graph import CSR
+from models.backdoor import Backdoor, BackdoorConfig
+from models.bpr import RegType, bpr_loss_terms
+from models.diffusion import CrossModalDiffusion, DiffusionConfig
+from models.embeddings import IdTables
+from models.frontdoor import FrontDoor, FrontdoorConfig
+from models.lightgcn import LightGCN
+from models.projection import ModalityProjection, ProjectionConfig
+
+
+@dataclass
+class CausalConfig:
+    """`model.causal.*`: the causal model's modules (backbone size: `model.num_layers`, `model.embedding_dim`)."""
+
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    backdoor: BackdoorConfig = field(default_factory=BackdoorConfig)
+    frontdoor: FrontdoorConfig = field(default_factory=FrontdoorConfig)
+
+
+@dataclass
+class Representations:
+    """Everything one full forward computes; kept together for the loss, evaluation and explain."""
+
+    ego_user: torch.Tensor   # layer-0 ID rows [U, d]
+    ego_item: torch.Tensor   # [I, d]
+    id_user: torch.Tensor    # ẽ_u, backbone layer mean [U, d]
+    id_item: torch.Tensor    # ẽ_i [I, d]
+    backdoor_item: torch.Tensor  # x_i^bd [I, d]
+    frontdoor_user: torch.Tensor  # h_u^fd [U, d]
+    frontdoor_item: torch.Tensor  # h_i^fd [I, d]
+    confounder: torch.Tensor     # ẑ_i [I, d]
+    losses: dict[str, torch.Tensor]
+
+    @property
+    def user(self) -> torch.Tensor:
+        return self.id_user + self.frontdoor_user
+
+    @property
+    def item(self) -> torch.Tensor:
+        return self.id_item + self.backdoor_item + self.frontdoor_item
+
+
+class CausalRec(nn.Module):
+    """Causal-inspired multimodal recommender (same interface as `LightGCN`).
+
+    Args:
+        tables: the ID tables (sharded later by trainer/sharding.py).
+        num_layers: backbone LightGCN layers.
+        adjacency: normalised user-item adjacency (see `LightGCN`).
+        features: raw item features per modality, row i = item i (>= 2 modalities for diffusion).
+        train: the training graph (its edges are the front-door's candidate causal edges).
+        reg_weight, reg_type: the ego-embedding regulariser (as in LightGCN).
+        cfg: `CausalConfig`.
+    """
+
+    def __init__(self, tables: IdTables, *, num_layers: int, adjacency: torch.Tensor,
+                 features: dict[str, torch.Tensor], train: CSR, reg_weight: float,
+                 reg_type: RegType | str = RegType.MMREC, cfg: CausalConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg or CausalConfig()
+        if not features:
+            raise ValueError("CausalRec needs item content features (a dataset with modalities)")
+        self.cfg = cfg
+        self.backbone = LightGCN(tables.num_users, tables.num_items, tables.dim, num_layers, adjacency, tables,
+                                 reg_weight=reg_weight, reg_type=reg_type)
+        self.tables = tables
+        dim = tables.dim
+        names = sorted(features)
+        # Content features are data, rebuilt from the dataset: a plain attribute like the adjacency.
+        self.features = {m: features[m].float() for m in names}
+        self.projection = ModalityProjection({m: self.features[m].shape[1] for m in names}, dim, cfg.projection)
+        self.diffusion = CrossModalDiffusion(names, dim, cfg.diffusion)
+        self.backdoor = Backdoor(dim, cfg.backdoor)
+        edge_user = torch.from_numpy(train.row_ids()).long()
+        edge_item = torch.from_numpy(train.indices).long()
+        self.frontdoor = FrontDoor(tables.num_users, tables.num_items, edge_user, edge_item, dim, cfg.frontdoor)
+        self.to_device(tables.device)
+
+    def to_device(self, device: torch.device | str) -> "CausalRec":
+        self.backbone.to_device(device)
+        self.features = {m: f.to(device) for m, f in self.features.items()}
+        self.frontdoor.to(device)
+        return self
+
+    def represent(self) -> Representations:
+        """One full forward over every user and item (a collective once the tables are sharded)."""
+        ego_user, ego_item = self.tables.lookup_all()
+        id_user, id_item = self.backbone._layer_mean(ego_user, ego_item)
+        diff = self.diffusion(self.projection(self.features))
+        bd = self.backdoor(diff.content, diff.confounder)
+        fd = self.frontdoor(ego_user, ego_item, self.backdoor.dictionary())
+        losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},
+                  **{f"vq/{k}": v for k, v in bd.terms.items()}}
+        return Representations(ego_user, ego_item, id_user, id_item, bd.x_bd, fd.user, fd.item,
+                               diff.confounder, losses)
+
+    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
+        r = self.represent()
+        user, item = r.user, r.item
+        out = bpr_loss_terms(user[users], item[pos], item[neg],
+                             (r.ego_user[users], r.ego_item[pos], r.ego_item[neg]),
+                             self.backbone.reg_weight, self.backbone.reg_type)
+        topo = self.frontdoor.topology_loss(users, pos, neg, self.frontdoor.user_content(r.backdoor_item),
+                                            r.backdoor_item, r.id_user, r.id_item)
+        out["loss"] = out["loss"] + r.losses["diffusion"] + r.losses["vq"] + topo
+        out.update(r.losses)
+        out["topo"] = topo
+        return out
+
+    @torch.no_grad()
+    def start_epoch(self, epoch: int) -> dict[str, float]:
+        """Per-epoch refreshes, in eval mode (no EMA step): code prior over all items, causal subgraph.
+
+        Identical on every rank: the inputs are the full replicated representations.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            r = self.represent()
+            stats: dict[str, float] = {}
+            if self.cfg.backdoor.enabled:
+                self.backdoor.refresh_prior(r.confounder)
+            user_content = self.frontdoor.user_content(r.backdoor_item)
+            if self.frontdoor.maybe_refresh(epoch, user_content, r.backdoor_item, r.id_user, r.id_item):
+                stats["frontdoor/kept_fraction"] = float(self.frontdoor.kept.float().mean())
+            if not self.cfg.backdoor.enabled and self.cfg.frontdoor.enabled and self.cfg.frontdoor.cross_sample:
+                self.frontdoor.refresh_dictionary(r.backdoor_item)
+            return stats
+        finally:
+            self.train(was_training)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self.represent()
+        return r.user, r.item
+
+    @torch.no_grad()
+    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_u [U, d], h_i [I, d]) for evaluation; call in eval mode (no EMA step)."""
+        return self.propagate()
