@@ -180,6 +180,24 @@ class VectorQuantizer(nn.Module):
         return _broadcast0(z[pick].clone())
 
     @torch.no_grad()
+    def maybe_data_init(self, z: torch.Tensor, reduce: bool = False) -> bool:
+        """With `data_init`, set the codes to random rows of z once (the first call); True if it did.
+
+        Each code starts as its uniform share of the rows (N_k = rows / K): the EMA is at its
+        scale from the first step and no code looks dead merely for being new. `reduce`: the
+        rows are this rank's share (the row count is summed over ranks).
+        """
+        if bool(self.initialized):
+            return False
+        rows = z.new_tensor(float(z.shape[0]))
+        if reduce:
+            rows = (self.reduce_fn or _all_reduce_sum)(rows)
+        self.store.restart_(torch.arange(self.num_codes, device=z.device),
+                            self._random_rows(z.detach(), self.num_codes), float(rows) / self.num_codes)
+        self.initialized.fill_(True)
+        return True
+
+    @torch.no_grad()
     def _ema_step(self, z: torch.Tensor, idx: torch.Tensor) -> None:
         counts = torch.bincount(idx, minlength=self.num_codes).to(z.dtype)
         sums = z.new_zeros(self.num_codes, z.shape[1]).index_add_(0, idx, z)
@@ -205,14 +223,8 @@ class VectorQuantizer(nn.Module):
         In training mode this also applies one EMA step (after assigning with the current codes)
         and restarts dead codes. Straight-through: the caller forms z + (q - z).detach().
         """
-        if self.training and not bool(self.initialized):
-            # Each code starts as its uniform share of the step's items: the EMA is then at its
-            # scale from the first step and no code looks dead merely for being new.
-            rows = z.new_tensor(float(z.shape[0]))
-            rows = self.reduce_fn(rows) if self.reduce_fn is not None else rows
-            self.store.restart_(torch.arange(self.num_codes, device=z.device),
-                                self._random_rows(z.detach(), self.num_codes), float(rows) / self.num_codes)
-            self.initialized.fill_(True)
+        if self.training:
+            self.maybe_data_init(z, reduce=self.reduce_fn is not None)
         codes = self.codes()
         idx = self.nearest(z.detach(), codes)
         q = codes[idx]
@@ -320,6 +332,12 @@ class Backdoor(nn.Module):
         `reduce`: sum the counts over ranks (when each rank passes only its share of the items).
         Returns the per-level indices (useful for interpretability / NMI against the simulator).
         """
+        residual = z_e_all
+        # Codes not initialised yet (a refresh before the first step): initialise from these items.
+        for vq in self.levels if not all(bool(vq.initialized) for vq in self.levels) else ():
+            vq.maybe_data_init(residual, reduce)
+            codes = vq.store.weight()
+            residual = residual - codes[vq.nearest(residual, codes)]
         idxs = self.assign(z_e_all)
         for vq, idx in zip(self.levels, idxs):
             vq.prior_counts.copy_(vq.counts_of(idx, reduce))

@@ -201,3 +201,17 @@ def test_two_ranks_share_one_codebook(tmp_path) -> None:
     rank0_rows = torch.tensor([[0.0, 0.0], [0.1, 0.0]])
     assert all(any(torch.equal(c, r) for r in rank0_rows) for c in r0["restart"]["codes"])
     assert bool((r0["restart"]["count"] == r0["restart"]["count"][0]).all())
+
+
+def test_refresh_before_training_initialises_from_all_items() -> None:
+    torch.manual_seed(0)
+    bd = Backdoor(D, BackdoorConfig(coarse_codes=3, fine_codes=4))
+    z = torch.randn(20, D)
+    idx = bd.refresh_prior(z)
+    assert all(bool(vq.initialized) for vq in bd.levels)
+    assert all(any(torch.equal(c, row) for row in z) for c in bd.levels[0].store.weight())
+    torch.testing.assert_close(bd.levels[0].store.ema_count(), torch.full((3,), 20 / 3))
+    torch.testing.assert_close(bd.levels[0].prior(), (torch.bincount(idx[0], minlength=3) + 1.0) / (20 + 3))
+    before = bd.levels[0].store.weight().clone()
+    bd.refresh_prior(z)  # initialised once only
+    torch.testing.assert_close(bd.levels[0].store.weight(), before)
