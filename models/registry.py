@@ -18,12 +18,16 @@ from torch import nn
 from data_loaders.graph import CSR
 from models.bpr import BPRMF, RegType
 from models.embeddings import IdTables, InitScheme
+from models.freedom import Freedom, FreedomConfig
 from models.lightgcn import LightGCN
+from models.vbpr import VBPR, VBPRConfig, concat_features
 
 
 class ModelName(str, Enum):
     BPR = "bpr"
     LIGHTGCN = "lightgcn"
+    VBPR = "vbpr"
+    FREEDOM = "freedom"
 
 
 def _bpr(tables: IdTables, **args: Any) -> nn.Module:
@@ -37,10 +41,28 @@ def _lightgcn(tables: IdTables, **args: Any) -> nn.Module:
                     tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"])
 
 
+def _vbpr(tables: IdTables, **args: Any) -> nn.Module:
+    cfg = args["options"] or VBPRConfig()
+    return VBPR(tables, concat_features(args["features"] or {}, cfg.modalities), reg_weight=args["reg_weight"],
+                reg_type=args["reg_type"])
+
+
+def _freedom(tables: IdTables, **args: Any) -> nn.Module:
+    if args["train"] is None or not args["features"]:
+        raise ValueError("build_model('freedom') needs the training graph and the item features")
+    return Freedom(args["num_users"], args["num_items"], args["dim"], args["num_layers"], tables, args["features"],
+                   args["train"], args["options"] or FreedomConfig(), args["seed"], reg_weight=args["reg_weight"],
+                   reg_type=args["reg_type"])
+
+
 _BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {
     ModelName.BPR: _bpr,
     ModelName.LIGHTGCN: _lightgcn,
+    ModelName.VBPR: _vbpr,
+    ModelName.FREEDOM: _freedom,
 }
+# VBPR's user vector scores an item's [ID part ; content part], twice the item table's width.
+_USER_DIM_FACTOR: dict[ModelName, int] = {ModelName.VBPR: 2}
 
 
 def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjacency: torch.Tensor | None,
@@ -60,7 +82,8 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjace
         key = ModelName(name)
     except ValueError:
         raise ValueError(f"unknown model {name!r}; known: {[m.value for m in ModelName]}") from None
-    tables = IdTables(num_users, num_items, dim, init=init, init_std=init_std, device=device)
+    tables = IdTables(num_users, num_items, dim, init=init, init_std=init_std, device=device,
+                      user_dim=dim * _USER_DIM_FACTOR.get(key, 1))
     return _BUILDERS[key](tables, num_users=num_users, num_items=num_items, adjacency=adjacency, dim=dim,
                           num_layers=num_layers, reg_weight=reg_weight, reg_type=reg_type, features=features,
                           train=train, seed=seed, options=options)
