@@ -17,6 +17,7 @@ from torch import nn
 
 from data_loaders.graph import CSR
 from models.bpr import BPRMF, RegType
+from models.causal import CausalConfig, CausalRec
 from models.embeddings import IdTables, InitScheme
 from models.freedom import Freedom, FreedomConfig
 from models.lightgcn import LightGCN
@@ -28,6 +29,7 @@ class ModelName(str, Enum):
     LIGHTGCN = "lightgcn"
     VBPR = "vbpr"
     FREEDOM = "freedom"
+    CAUSAL = "causal"
 
 
 def _bpr(tables: IdTables, **args: Any) -> nn.Module:
@@ -55,11 +57,20 @@ def _freedom(tables: IdTables, **args: Any) -> nn.Module:
                    reg_type=args["reg_type"])
 
 
+def _causal(tables: IdTables, **args: Any) -> nn.Module:
+    if args["train"] is None or args["adjacency"] is None or not args["features"]:
+        raise ValueError("build_model('causal') needs the training graph, its adjacency and the item features")
+    return CausalRec(tables, num_layers=args["num_layers"], adjacency=args["adjacency"], features=args["features"],
+                     train=args["train"], reg_weight=args["reg_weight"], reg_type=args["reg_type"],
+                     cfg=args["options"] or CausalConfig())
+
+
 _BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {
     ModelName.BPR: _bpr,
     ModelName.LIGHTGCN: _lightgcn,
     ModelName.VBPR: _vbpr,
     ModelName.FREEDOM: _freedom,
+    ModelName.CAUSAL: _causal,
 }
 # VBPR's user vector scores an item's [ID part ; content part], twice the item table's width.
 _USER_DIM_FACTOR: dict[ModelName, int] = {ModelName.VBPR: 2}

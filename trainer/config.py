@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from models.causal import CausalConfig
 from models.freedom import FreedomConfig
 from models.vbpr import VBPRConfig
 
@@ -50,7 +51,7 @@ class DataSection:
 
 @dataclass
 class ModelSection:
-    name: Literal["bpr", "lightgcn", "vbpr", "freedom"] = doc("Model: `bpr` (BPR-MF, Rendle et al. 2009), `lightgcn` (He et al. 2020), `vbpr` (He & McAuley 2016) or `freedom` (Zhou et al. 2023); a model with options reads them from the section of its name below.", "lightgcn")
+    name: Literal["bpr", "lightgcn", "vbpr", "freedom", "causal"] = doc("Model: `bpr` (BPR-MF, Rendle et al. 2009), `lightgcn` (He et al. 2020), `vbpr` (He & McAuley 2016), `freedom` (Zhou et al. 2023) or `causal` (this project's causal-inspired model, docs/MODEL.md); a model with options reads them from the section of its name below.", "lightgcn")
     embedding_dim: int = doc("Size d of every ID embedding.", 64)
     num_layers: int = doc("User-item propagation layers of lightgcn and freedom (ignored by bpr and vbpr).", 2)
     reg_weight: float = doc("L2 weight on the batch's layer-0 embeddings (vbpr: on its scored user and item vectors), divided by the batch size (MMRec's convention).", 1e-4)
@@ -58,6 +59,7 @@ class ModelSection:
     init_std: float = doc("Standard deviation of `normal` initialisation.", 0.1)
     vbpr: VBPRConfig = field(default_factory=VBPRConfig)
     freedom: FreedomConfig = field(default_factory=FreedomConfig)
+    causal: CausalConfig = field(default_factory=CausalConfig)
 
 
 @dataclass
