@@ -41,8 +41,11 @@ def _storage(cfg: Config) -> tuple[str, Any]:
     return rest, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
 
 
-def fit(cfg: Config) -> dict[str, Any]:
-    """Run training to the end (or early stop) and return the rank-0 summary."""
+def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Run training to the end (or early stop) and return the rank-0 summary.
+
+    `callbacks`: Ray Train `UserCallback`s, e.g. the one that forwards reports to a Tune sweep.
+    """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -70,6 +73,7 @@ def fit(cfg: Config) -> dict[str, Any]:
                                      resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
         run_config=RunConfig(
             name=cfg.run.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
+            callbacks=callbacks,
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
             # Keep the best-valid checkpoint; Ray always keeps the latest too (for resuming).
             checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="valid_score",

@@ -1,0 +1,36 @@
+"""Fixtures for sweep tests: a tiny dataset, and the environment every Ray subprocess gets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> str:
+    """A small simulator dataset (400 users, 200 items), made through the public CLI."""
+    url = str(tmp_path_factory.mktemp("tune-data") / "tiny")
+    subprocess.run([sys.executable, "-m", "data_loaders.prepare", "--from", "synthetic", "--users", "400",
+                    "--items", "200", "--seed", "0", "--to", url], check=True, cwd=REPO)
+    return url
+
+
+@pytest.fixture
+def ray_env():
+    """Environment for a CLI that starts its own Ray: loopback only, isolated temp dir, quick checks."""
+    # A short path (Ray's socket paths must stay under 107 bytes) of this test's own, so that
+    # no other Ray on the machine is found through /tmp/ray/ray_current_cluster.
+    tmp = tempfile.mkdtemp(prefix="cimrec-t-", dir="/tmp")
+    env = dict(os.environ, RAY_TMPDIR=tmp, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
+               WANDB_MODE="offline", RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2",
+               RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S="0.5", PYTHONUNBUFFERED="1")
+    yield env
+    shutil.rmtree(tmp, ignore_errors=True)

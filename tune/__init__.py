@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over the trainer: `python tune/main.py --config ... --space tune/spaces/....yaml`."""
