@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from typing import Any
 
@@ -40,6 +41,12 @@ def sweep_url(base: Config) -> str:
     return f"{storage.rstrip('/')}/{base.run.name}"
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _write(url: str, text: str, base: Config) -> None:
     options = base.data.storage_options if "://" in url else {}
     fs, path = fsspec.core.url_to_fs(url, **options)
@@ -48,10 +55,20 @@ def _write(url: str, text: str, base: Config) -> None:
         f.write(text)
 
 
-def _read_json(url: str, base: Config) -> dict[str, Any]:
-    options = base.data.storage_options if "://" in url else {}
-    with fsspec.open(url, "r", **options) as f:
-        return json.load(f)
+def _trial_state(run_url: str, base: Config) -> dict[str, Any] | None:
+    """The trainer's state in a trial's latest checkpoint (None before its first evaluation).
+
+    It covers every epoch of the trial, also those before a restart, whose reports a restored
+    Tune no longer holds; its best_score is the best valid metric the trial reported.
+    """
+    from trainer.checkpoint import STATE_FILE
+
+    fs, path = fsspec.core.url_to_fs(run_url, **(base.data.storage_options if "://" in run_url else {}))
+    states = []
+    for file in fs.glob(f"{path}/checkpoint_*/{STATE_FILE}"):
+        with fs.open(file, "r") as f:
+            states.append(json.load(f))
+    return max(states, key=lambda state: state["epoch"], default=None)
 
 
 def _tuner(base: Config, space: Space) -> Any:
@@ -61,7 +78,7 @@ def _tuner(base: Config, space: Space) -> Any:
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from trainer.main import _storage
-    from tune.trial import run_trial
+    from tune.trial import run_trial, trial_dirname
 
     settings = space.tune
     trainable = tune.with_parameters(run_trial, base=base.to_dict(), trials_url=f"{sweep_url(base)}/trials",
@@ -89,15 +106,18 @@ def _tuner(base: Config, space: Space) -> Any:
         searcher = BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent_trials)
     scheduler = None
     if settings.scheduler == "asha":
-        # Rungs count epochs (the trainer reports `epoch` with every evaluation).
+        # Rungs count epochs (the trainer reports `epoch` with every evaluation). ASHA only
+        # stops trials that fall behind at a rung; the trainer ends the others itself
+        # (train.epochs, patience), and so writes their results, rather than being killed at max_t.
         scheduler = ASHAScheduler(time_attr="epoch", max_t=settings.max_t, grace_period=settings.grace_period,
-                                  reduction_factor=settings.reduction_factor)
+                                  reduction_factor=settings.reduction_factor, stop_last_trials=False)
     return tune.Tuner(
         trainable,
         param_space=space.param_space(),
         tune_config=tune.TuneConfig(metric=settings.metric, mode="max", num_samples=settings.num_samples,
                                     search_alg=searcher, scheduler=scheduler,
-                                    max_concurrent_trials=settings.max_concurrent_trials),
+                                    max_concurrent_trials=settings.max_concurrent_trials,
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=base.run.name, storage_path=storage_path,
                                   storage_filesystem=storage_filesystem),
     )
@@ -108,23 +128,20 @@ def summarize(grid: Any, base: Config, space: Space) -> dict[str, Any]:
     from trainer.results import render
     from tune.trial import trial_run_config
 
-    metric, url = space.tune.metric, sweep_url(base)
-    trials = []
+    url = sweep_url(base)
+    trials, states = [], {}
     for result in grid:
-        frame = result.metrics_dataframe
-        reported = frame is not None and metric in frame
-        trials.append({"trial_id": (result.metrics or {}).get("trial_id"), "sampled": plain(result.config),
-                       "best_" + metric: float(frame[metric].max()) if reported else None,
-                       "epochs": int(frame["epoch"].max()) if reported else 0,
+        trial_id = result.path.rstrip("/").rsplit("/", 1)[-1]  # trial_dirname: the trial id
+        state = _trial_state(f"{url}/trials/{trial_id}", base)
+        trials.append({"trial_id": trial_id, "sampled": plain(result.config),
+                       "best_score": state["best_score"] if state else None, "epochs": state["epoch"] if state else 0,
                        "error": str(result.error) if result.error else None})
-    if not any(t["best_" + metric] is not None for t in trials):
-        raise RuntimeError(f"no trial of the sweep in {url} reported {metric}: {trials}")
-    best = grid.get_best_result(metric=metric, mode="max", scope="all")
-    trial_id, sampled = best.metrics["trial_id"], plain(best.config)
-    # Every evaluation report carries a checkpoint; the trial's last one holds the trainer's
-    # state, whose best_test was taken at the trial's best-valid epoch (same metric as here).
-    checkpoint = best.metrics["checkpoint_path"].rstrip("/").rsplit("/", 1)[-1]
-    state = _read_json(f"{url}/trials/{trial_id}/{checkpoint}/train_state.json", base)
+        if state:
+            states[trial_id] = state
+    if not states:
+        raise RuntimeError(f"no trial of the sweep in {url} reached an evaluation: {trials}")
+    best = max((t for t in trials if t["trial_id"] in states), key=lambda t: t["best_score"])
+    trial_id, sampled, state = best["trial_id"], best["sampled"], states[best["trial_id"]]
 
     best_cfg = trial_config(base, sampled, "best trial")
     best_cfg.run.name = f"{base.run.name}-best"
@@ -133,7 +150,8 @@ def summarize(grid: Any, base: Config, space: Space) -> dict[str, Any]:
               f"{state['best_score']:.4f} at epoch {state['best_epoch']}.\n"
               f"# Sampled: {json.dumps(sampled)}\n# Train it: python trainer/main.py --config <this file>\n")
     _write(f"{url}/best_config.yaml", header + yaml.safe_dump(best_cfg.to_dict(), sort_keys=False), base)
-    report = {"sweep_dir": url, "metric": metric, "best_trial": trial_id, "sampled": sampled,
+    # The test figures are the trainer's, taken at the trial's best-valid epoch: nothing is re-evaluated.
+    report = {"sweep_dir": url, "metric": space.tune.metric, "best_trial": trial_id, "sampled": sampled,
               "best_config": f"{url}/best_config.yaml",
               **{k: state[k] for k in ("best_score", "best_epoch", "epoch", "best_valid", "best_test",
                                        "best_test_valid_masked")},
@@ -166,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     if base.scaling.address:
         ray.init(address=base.scaling.address)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+        # When ASHA stops a trial, Tune kills it mid-run, and only Ray Train's placement-group
+        # cleaner frees the CPUs its workers held (else the sweep stalls once they are all
+        # held). The cleaner asks the dashboard's state API, at RAY_API_SERVER_ADDRESS (workers
+        # inherit this environment): a local Ray needs its dashboard, on loopback.
+        port = _free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port)
     grid = _tuner(base, space).fit()
     report = summarize(grid, base, space)
     print(report["table"])

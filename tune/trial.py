@@ -32,6 +32,11 @@ class EvaluationReports(TuneReportCallback):
             super().after_report(run_context, metrics, checkpoint)
 
 
+def trial_dirname(trial: Any) -> str:
+    """Tune's directory of a trial: its id, the name of its Train run under `trials/` too."""
+    return trial.trial_id
+
+
 def trial_run_config(base: dict[str, Any], sampled: dict[str, Any], trial_id: str, trials_url: str,
                      settings: TuneSettings) -> Config:
     """The trainer config of one trial: base + sampled values + the sweep's per-trial settings."""
