@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import subprocess
 from pathlib import Path
+
+from trainer.report import write_section
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEvery figure below is printed and recorded by a script in `benchmarks/`; the command is given with each table.\n"
@@ -31,10 +32,5 @@ def machine() -> str:
 
 
 def record_section(name: str, markdown: str) -> None:
-    text = DOC.read_text() if DOC.exists() else HEADER
-    block = f"<!-- begin {name} -->\n{markdown.strip()}\n<!-- end {name} -->"
-    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, DOC)
+    # The marker replacement is trainer/report.py's, shared with the docs/RESULTS.md tables.
+    write_section(str(DOC), name, markdown, header=HEADER)

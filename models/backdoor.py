@@ -348,3 +348,33 @@ class Backdoor(nn.Module):
         if not self.cfg.enabled:
             return None
         return self.levels[0].codes(), self.levels[0].prior()
+
+    def level_names(self) -> tuple[str, ...]:
+        """("coarse",) or ("coarse", "fine"): the names used in logged statistics."""
+        return ("coarse", "fine")[:len(self.levels)]
+
+    @torch.no_grad()
+    def usage_counts(self) -> dict[str, list[int]]:
+        """Items assigned to each code at the last `refresh_prior`, per level (for the usage plot)."""
+        return {name: [int(c) for c in vq.prior_counts.round().tolist()]
+                for name, vq in zip(self.level_names(), self.levels)}
+
+    @torch.no_grad()
+    def usage_stats(self) -> dict[str, float]:
+        """Per level: `<level>_used` codes with >= 1 item, `<level>_perplexity` exp(H(P(c))) of the
+        prior the adjustment uses, `<level>_dead_fraction` share of codes with no item.
+
+        Why: a codebook that collapses to a few codes (perplexity far below K) cannot stand for the
+        confounder's strata, and the adjustment then averages over almost nothing. Counts are those
+        of the last refresh over all items (the EMA restarts act during training; a code they
+        revived that still wins no item is dead here).
+        """
+        stats: dict[str, float] = {}
+        for name, vq in zip(self.level_names(), self.levels):
+            used = int((vq.prior_counts > 0).sum())
+            p = vq.prior().double()
+            entropy = -(p * p.clamp_min(1e-300).log()).sum()
+            stats[f"{name}_used"] = float(used)
+            stats[f"{name}_perplexity"] = float(entropy.exp())
+            stats[f"{name}_dead_fraction"] = 1.0 - used / vq.num_codes
+        return stats

@@ -2,18 +2,34 @@
 
 Reads each run directory's `metrics.json` (written by trainer/main.py; any fsspec URL) and
 prints one markdown table: test figures of the best-valid epoch, the stricter valid-masked
-variant's Recall@20, and where the run stopped. docs/RESULTS.md tables are made with it.
+variant's Recall@20, and where the run stopped. docs/RESULTS.md tables are made with it:
+
+    python -m trainer.report runs/a runs/b --published docs/published.yaml \\
+        --plot docs/img/valid.png --markdown-section tiktok --write docs/RESULTS.md
+
+`--published` appends literature figures (a YAML list, e.g. docs/published.yaml) for the
+datasets of the compared runs, labelled "published" with their selection protocol, so a reader
+never mistakes them for measurements. `--plot` draws every run's valid Recall@20 per epoch.
+`--markdown-section NAME --write FILE` replaces the table between `<!-- begin NAME -->` and
+`<!-- end NAME -->` in FILE (appending the block if absent), so a doc is regenerated from run
+directories rather than edited by hand; benchmarks/record.py uses the same `replace_section`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import uuid
+from typing import Any
 
 import fsspec
+import yaml
 
 COLUMNS = [("recall@10", "R@10"), ("recall@20", "R@20"), ("ndcg@10", "N@10"), ("ndcg@20", "N@20")]
+PROTOCOLS = {"V": "test at the best-valid epoch", "T": "best epoch chosen on test (optimistic)", "?": "not stated"}
+PUBLISHED_KEYS = {"model", "data", "protocol", "source"}
 
 
 def load_run(run_dir: str) -> dict:
@@ -27,28 +43,103 @@ def load_run(run_dir: str) -> dict:
         raise SystemExit(f"error: {path} is not valid JSON ({err})") from None
 
 
-def comparison_table(run_dirs: list[str]) -> str:
+def run_name(run_dir: str) -> str:
+    return run_dir.rstrip("/").rsplit("/", 1)[-1]
+
+
+def data_name(metrics: dict) -> str:
+    return metrics["config"]["data"]["url"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_published(path: str) -> list[dict[str, Any]]:
+    """Rows of a published-figures YAML (`rows:` list of model, data, protocol, source, metric keys)."""
+    try:
+        with fsspec.open(path, "r") as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found") from None
+    rows = raw.get("rows") if isinstance(raw, dict) else None
+    if not isinstance(rows, list):
+        raise SystemExit(f"error: {path}: expected a mapping with a 'rows' list")
+    for i, row in enumerate(rows):
+        missing = PUBLISHED_KEYS - set(row) if isinstance(row, dict) else PUBLISHED_KEYS
+        if missing:
+            raise SystemExit(f"error: {path}: row {i} lacks {', '.join(sorted(missing))}")
+        if str(row["protocol"]) not in PROTOCOLS:
+            raise SystemExit(f"error: {path}: row {i} protocol {row['protocol']!r} is not one of {list(PROTOCOLS)}")
+    return rows
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
+
+
+def comparison_table(run_dirs: list[str], published: list[dict[str, Any]] | None = None) -> str:
+    """The runs' rows, then the published rows whose `data` is one of the runs' datasets."""
     head = "| run | model | data | seed | best epoch | " + " | ".join(c for _, c in COLUMNS) \
         + " | R@20 (valid masked) | valid R@20 | test users |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    datasets = []
     for run_dir in run_dirs:
         m = load_run(run_dir)
         cfg, test = m["config"], m["best_test"]
-        cells = [run_dir.rstrip("/").rsplit("/", 1)[-1], cfg["model"]["name"],
-                 cfg["data"]["url"].rstrip("/").rsplit("/", 1)[-1], str(cfg["run"]["seed"]),
+        datasets.append(data_name(m))
+        cells = [run_name(run_dir), cfg["model"]["name"], data_name(m), str(cfg["run"]["seed"]),
                  f"{m['best_epoch']} / {m['epoch']}"]
         cells += [f"{test[key]:.4f}" for key, _ in COLUMNS]
         cells += [f"{m['best_test_valid_masked']['recall@20']:.4f}", f"{m['best_valid']['recall@20']:.4f}",
                   str(test.get("num_users", "?"))]
         lines.append("| " + " | ".join(cells) + " |")
+    shown = [row for row in published or [] if row["data"] in datasets]
+    for row in shown:
+        cells = ["*published*", str(row["model"]), str(row["data"]), "—", f"protocol {row['protocol']}"]
+        cells += [_number(row.get(key)) for key, _ in COLUMNS] + ["—", "—", "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if shown:
+        sources = sorted({str(row["source"]) for row in shown})
+        lines += ["", "*published* rows are not measured here (source: " + "; ".join(sources) + "). Protocol: "
+                  + ", ".join(f"{k} = {v}" for k, v in PROTOCOLS.items()) + "."]
     return "\n".join(lines)
+
+
+def replace_section(text: str, name: str, markdown: str) -> str:
+    """`text` with the block between `<!-- begin NAME -->` and `<!-- end NAME -->` set to `markdown`
+    (the block is appended when the markers are absent); everything else is left as it was."""
+    block = f"<!-- begin {name} -->\n{markdown.strip()}\n<!-- end {name} -->"
+    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text)
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def write_section(url: str, name: str, markdown: str, header: str = "") -> None:
+    """Replace section `name` of the file at `url` (path or fsspec URL; `header` if it does not exist
+    yet), writing under a temporary name and renaming, so the document is never half written."""
+    fs, path = fsspec.core.url_to_fs(url)
+    text = fs.cat_file(path).decode() if fs.exists(path) else header
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.pipe_file(tmp, replace_section(text, name, markdown).encode())
+    fs.mv(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--published", metavar="YAML", help="published figures to append (e.g. docs/published.yaml)")
+    parser.add_argument("--plot", metavar="OUT.png", help="write valid Recall@20 per epoch of every run to this PNG")
+    parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section to replace")
+    parser.add_argument("--write", metavar="FILE", help="with --section: the markdown file to update in place")
     args = parser.parse_args(argv)
-    print(comparison_table(args.runs))
+    if (args.markdown_section is None) != (args.write is None):
+        parser.error("--markdown-section and --write go together")
+    table = comparison_table(args.runs, load_published(args.published) if args.published else None)
+    print(table)
+    if args.plot:
+        from trainer.plots import comparison_png, write_bytes_atomically
+
+        write_bytes_atomically(args.plot, comparison_png({run_name(d): load_run(d) for d in args.runs}))
+    if args.write:
+        write_section(args.write, args.markdown_section, table)
     return 0
 
 

@@ -61,9 +61,16 @@ class Space:
                 "choice": lambda *values: tune.choice(list(values))}
         nested: dict[str, Any] = {}
         for key, (kind, args) in self.params.items():
-            section, name = key.split(".")
-            nested.setdefault(section, {})[name] = make[kind](*args)
+            *path, name = key.split(".")
+            _subtree(nested, path)[name] = make[kind](*args)
         return nested
+
+
+def _subtree(tree: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """The dict at `path` in a nested mapping, created on the way (model.causal.backdoor -> {...})."""
+    for part in path:
+        tree = tree.setdefault(part, {})
+    return tree
 
 
 def plain(value: Any) -> Any:
@@ -84,23 +91,33 @@ def trial_config(base: Config, sampled: dict[str, Any], source: str = "trial") -
 
 
 def _field_type(key: str, source: str) -> Any:
+    """The type of a leaf config key, `section.key` or nested like `model.causal.backdoor.coarse_codes`."""
     parts = key.split(".")
     sections = {f.name: f for f in dataclasses.fields(Config)}
-    if len(parts) != 2 or parts[0] not in sections:
+    if len(parts) < 2 or parts[0] not in sections:
         raise ConfigError(f"{source}: key '{key}' is not a config key of the form section.key "
                           f"(sections: {', '.join(sorted(sections))})")
-    hints = typing.get_type_hints(sections[parts[0]].default_factory)
-    if parts[1] not in hints:
-        raise ConfigError(f"{source}: unknown key '{key}' (known in '{parts[0]}': {', '.join(sorted(hints))})")
+    node: Any = Config()
+    for depth, part in enumerate(parts):
+        hints = typing.get_type_hints(type(node))
+        if part not in hints:
+            raise ConfigError(f"{source}: unknown key '{key}' (known in '{'.'.join(parts[:depth])}': "
+                              f"{', '.join(sorted(hints))})")
+        node = getattr(node, part)
+    if dataclasses.is_dataclass(node):
+        raise ConfigError(f"{source}: key '{key}' is a section, not a config key (its keys: "
+                          f"{', '.join(f.name for f in dataclasses.fields(node))})")
     if key in RESERVED_KEYS:
         raise ConfigError(f"{source}: key '{key}' is set by the sweep itself and cannot be searched")
-    return hints[parts[1]]
+    return hints[parts[-1]]
 
 
 def _check_value(base: Config, key: str, value: Any, source: str) -> None:
-    section, name = key.split(".")
+    *path, name = key.split(".")
+    sampled: dict[str, Any] = {}
+    _subtree(sampled, path)[name] = value
     try:
-        trial_config(base, {section: {name: value}}, source)
+        trial_config(base, sampled, source)
     except ConfigError as err:
         raise ConfigError(f"{source}: key '{key}': value {value!r} is rejected: {err}") from err
 

@@ -215,3 +215,33 @@ def test_refresh_before_training_initialises_from_all_items() -> None:
     before = bd.levels[0].store.weight().clone()
     bd.refresh_prior(z)  # initialised once only
     torch.testing.assert_close(bd.levels[0].store.weight(), before)
+
+
+def test_usage_stats_hand_case() -> None:
+    """Counts [3, 1, 0, 0] under an unsmoothed count prior: P = [3/4, 1/4, 0, 0]."""
+    bd = Backdoor(D, _flat(prior_smoothing=0.0))
+    bd.levels[0].prior_counts.copy_(torch.tensor([3.0, 1.0, 0.0, 0.0]))
+    stats = bd.usage_stats()
+    assert set(stats) == {"coarse_used", "coarse_perplexity", "coarse_dead_fraction"}  # flat: one level
+    assert stats["coarse_used"] == 2 and stats["coarse_dead_fraction"] == 0.5
+    assert stats["coarse_perplexity"] == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+    assert bd.usage_counts() == {"coarse": [3, 1, 0, 0]}
+    # The smoothed prior the adjustment uses, (n + 1) / (4 + 4): perplexity of [4, 2, 1, 1] / 8.
+    bd.cfg.prior_smoothing = 1.0
+    p = [0.5, 0.25, 0.125, 0.125]
+    assert bd.usage_stats()["coarse_perplexity"] == pytest.approx(math.exp(-sum(x * math.log(x) for x in p)))
+
+
+def test_usage_stats_per_level_after_refresh() -> None:
+    torch.manual_seed(0)
+    bd = Backdoor(D, BackdoorConfig(coarse_codes=3, fine_codes=5, prior_smoothing=0.0))
+    idx = bd.refresh_prior(torch.randn(30, D))
+    counts = bd.usage_counts()
+    assert counts == {"coarse": torch.bincount(idx[0], minlength=3).tolist(),
+                      "fine": torch.bincount(idx[1], minlength=5).tolist()}
+    stats = bd.usage_stats()
+    for name, k in (("coarse", 3), ("fine", 5)):
+        used = sum(c > 0 for c in counts[name])
+        assert stats[f"{name}_used"] == used and stats[f"{name}_dead_fraction"] == pytest.approx(1 - used / k)
+        assert 1.0 <= stats[f"{name}_perplexity"] <= used + 1e-9  # uniform over the used codes at most
+    assert Backdoor(D, BackdoorConfig(enabled=False)).usage_stats() == {}

@@ -66,10 +66,16 @@ def test_all_modules_off_is_backbone_plus_plain_content() -> None:
 
 def test_start_epoch_refreshes_subgraph_after_warmup_without_isolating_users() -> None:
     model = _model()
-    assert model.start_epoch(0) == {}  # warm-up: all edges kept
+    first = model.start_epoch(0)
+    assert not any(k.startswith("frontdoor/") for k in first)  # warm-up: all edges kept
     assert bool(model.frontdoor.kept.all())
+    # codebook usage after the prior refresh: scalars, plus per-code counts over all I items
+    assert sum(first["codebook/coarse_counts"]) == I and len(first["codebook/fine_counts"]) == 4
+    assert first["codebook/coarse_used"] == sum(c > 0 for c in first["codebook/coarse_counts"])
+    assert 1 <= first["codebook/coarse_perplexity"] <= 3
     stats = model.start_epoch(1)
     assert 0 < stats["frontdoor/kept_fraction"] < 1
+    assert 0 < stats["frontdoor/mean_kept_weight"] <= 1  # kept edges weighted by their score in (0, 1)
     kept_users = torch.unique(model.frontdoor.edge_user[model.frontdoor.kept])
     assert torch.equal(kept_users, torch.unique(model.frontdoor.edge_user))
     assert model.training  # restored

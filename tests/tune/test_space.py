@@ -33,6 +33,33 @@ def test_shipped_lightgcn_space_against_the_demo_config() -> None:
     assert domains["train"]["learning_rate"].lower == pytest.approx(1e-4)
 
 
+def test_shipped_causal_space_against_the_causal_config() -> None:
+    """Nested `model.causal.*` keys: validated against Config, nested Tune domains, valid trial configs."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    base = load_config(str(REPO / "configs/tiktok_causal.yaml"))
+    space = load_space(str(REPO / "tune/spaces/causal.yaml"), base)
+    assert {"model.causal.diffusion.steps", "model.causal.diffusion.noise_scale", "model.causal.diffusion.loss_weight",
+            "model.causal.backdoor.coarse_codes", "model.causal.backdoor.fine_codes", "model.causal.backdoor.ema_decay",
+            "model.causal.backdoor.loss_weight", "model.causal.frontdoor.keep_ratio",
+            "model.causal.frontdoor.warmup_epochs", "model.causal.frontdoor.loss_weight", "train.learning_rate",
+            "model.reg_weight"} == set(space.params)
+    domains = space.param_space()
+    assert set(domains["model"]["causal"]) == {"diffusion", "backdoor", "frontdoor"}
+    assert "model/causal/backdoor/coarse_codes" in OptunaSearch.convert_search_space(domains)
+    sample = {"model": {"causal": {part: {k: d.sample() for k, d in keys.items()}
+                                   for part, keys in domains["model"]["causal"].items()},
+                        "reg_weight": domains["model"]["reg_weight"].sample()},
+              "train": {"learning_rate": domains["train"]["learning_rate"].sample()}}
+    cfg = trial_config(base, sample)
+    assert cfg.model.causal.backdoor.coarse_codes in (8, 16, 32, 64)
+    assert 0.5 <= cfg.model.causal.frontdoor.keep_ratio < 0.95
+    assert cfg.model.causal.frontdoor.refresh_every == base.model.causal.frontdoor.refresh_every  # not searched: kept
+    readme = (REPO / "tune/spaces/README.md").read_text()
+    for key in space.params:  # every searched key of the shipped space is explained
+        assert f"`{key}`" in readme, key
+
+
 def test_optuna_takes_every_distribution(tmp_path: Path) -> None:
     from ray.tune.search.optuna import OptunaSearch
 
@@ -59,6 +86,10 @@ def test_sampled_values_become_a_valid_trial_config(tmp_path: Path) -> None:
     ("train.learning_rat: {loguniform: [0.001, 0.01]}", "unknown key 'train.learning_rat'"),
     ("trainer.learning_rate: {loguniform: [0.001, 0.01]}", "'trainer.learning_rate' is not a config key"),
     ("train: {loguniform: [0.001, 0.01]}", "'train' is not a config key"),
+    ("model.causal.backdoor.coarse_code: {choice: [8]}", "unknown key 'model.causal.backdoor.coarse_code' (known in 'model.causal.backdoor'"),
+    ("model.causal.backdoor: {choice: [8]}", "'model.causal.backdoor' is a section, not a config key"),
+    ("model.causal.backdoor.ema_decay: {randint: [1, 3]}", "'model.causal.backdoor.ema_decay' is float; randint yields int"),
+    ("model.causal.backdoor.prior: {choice: [counts, nope]}", "'model.causal.backdoor.prior': value 'nope' is rejected"),
     ("run.name: {choice: [a, b]}", "'run.name' is set by the sweep itself"),
     ("model.num_layers: {uniform: [1, 3]}", "'model.num_layers' is int; uniform yields float"),
     ("train.learning_rate: {randint: [1, 3]}", "'train.learning_rate' is float; randint yields int"),
