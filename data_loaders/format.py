@@ -30,7 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 # validate.py needs DatasetError/Split from here and the writer needs validate's checks: both
 # modules import each other as modules (never names), so either may be imported first.
-from data_loaders import validate
+from data_loaders import storage, validate
 
 FORMAT_VERSION: int = 1
 
@@ -178,8 +178,13 @@ def split_name(split: Split | int) -> str:
 
 
 def url_to_fs(url: str, storage_options: dict | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and the root path (no trailing slash) of a dataset URL."""
-    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    """The filesystem and the root path (no trailing slash) of a dataset URL.
+
+    s3:// gets short connect/read timeouts unless the options set them (data_loaders/storage.py).
+    """
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
+    fs, root = fsspec.core.url_to_fs(url, **storage.with_default_timeouts(protocol, storage_options))
+    storage.tune_filesystem(fs)
     return fs, root.rstrip("/")
 
 

@@ -5,7 +5,9 @@ Everything is built with whole-array numpy/torch operations, never a Python loop
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +69,38 @@ def interaction_csr(ds: Dataset, split: Split) -> CSR:
     arrays = ds.load_interactions(splits=[split], columns=("user_id", "item_id"))
     return CSR.from_pairs(arrays["user_id"], arrays["item_id"], ds.manifest.num_users,
                           ds.manifest.num_items)
+
+
+def interaction_csrs(ds: Dataset, splits: Sequence[Split], *, rank: int = 0, world_size: int = 1,
+                     all_gather: Callable[[Any], list[Any]] | None = None) -> dict[Split, CSR]:
+    """Users x items matrix of each split, from one pass over this rank's share of the rows.
+
+    Each rank reads only its row groups (`Dataset.iter_interactions(rank, world_size)`); with
+    `world_size > 1`, `all_gather(obj) -> [obj of rank 0, obj of rank 1, ...]` (e.g.
+    torch.distributed.all_gather_object) merges the shares, so every rank returns the full
+    matrices while the group reads each byte from storage once. The result equals
+    `interaction_csr` per split: CSR rows are sorted by column, whatever order rows arrive in.
+    """
+    wanted = sorted({Split(s) for s in splits})
+    columns = ("user_id", "item_id", "split")
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for batch in ds.iter_interactions(rank=rank, world_size=world_size, columns=list(columns), splits=wanted,
+                                      batch_rows=1 << 20):
+        for c in columns:
+            parts[c].append(batch.column(c).to_numpy())
+    dtypes = {"user_id": np.int64, "item_id": np.int64, "split": np.int8}
+    local = {c: np.concatenate(v) if v else np.empty(0, dtypes[c]) for c, v in parts.items()}
+    if world_size > 1:
+        if all_gather is None:
+            raise ValueError("interaction_csrs: world_size > 1 needs all_gather to merge the ranks' shares")
+        shares = all_gather(local)
+        local = {c: np.concatenate([share[c] for share in shares]) for c in columns}
+    out = {}
+    for split in wanted:
+        mask = local["split"] == int(split)
+        out[split] = CSR.from_pairs(local["user_id"][mask], local["item_id"][mask], ds.manifest.num_users,
+                                    ds.manifest.num_items)
+    return out
 
 
 def lightgcn_adjacency(train: CSR, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -7,7 +7,8 @@
 
 URL is any fsspec URL (a local path, s3://bucket/prefix, memory://...); --storage-options takes
 a JSON object passed to fsspec (e.g. s3 credentials or endpoint). A bad dataset or bad input
-exits with code 2 and a message naming the file, row, column and value.
+exits with code 2 and a message naming the file, row, column and value; so does a store that
+cannot be reached (after retries with back-off, data_loaders/storage.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from data_loaders.format import DatasetError, Manifest
+from data_loaders.storage import StorageError
 from data_loaders.stream import open_dataset
 
 PROG = "python -m data_loaders.prepare"
@@ -31,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in ("verify", "info"):
             return _inspect(argv)
         return _build(argv)
-    except DatasetError as e:
+    except (DatasetError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,10 @@
-"""Verified reader of the canonical dataset: per-rank record-batch streams and whole arrays."""
+"""Verified reader of the canonical dataset: per-rank record-batch streams and whole arrays.
+
+Every read goes through `data_loaders.storage.retry` (transient storage errors are tried again
+with back-off, then end in a `StorageError` naming the URL and file), and the per-rank stream
+reads its row groups in a background thread a bounded number ahead (`prefetch`), so a slow
+object store overlaps with the consumer while memory stays at a few row groups.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +18,43 @@ import pyarrow.parquet as pq
 
 from data_loaders.format import (INTERACTIONS_DIR, ITEMS_DIR, MANIFEST_FILE, DatasetError, Manifest,
                                  Split, url_to_fs)
+from data_loaders.storage import RetryPolicy, prefetch, retry
 
 _HASH_CHUNK = 4 << 20  # bytes read per step when hashing: memory stays bounded for any file size
 
 
-def open_dataset(url: str, *, storage_options: dict | None = None, verify: bool = True) -> Dataset:
+def open_dataset(url: str, *, storage_options: dict | None = None, verify: bool = True,
+                 retry_policy: RetryPolicy | None = None, prefetch_row_groups: int = 2,
+                 verify_share: tuple[int, int] = (0, 1)) -> Dataset:
     """Open the dataset at ``url`` (any fsspec URL).
 
     With ``verify`` every listed file must exist with its recorded size, interaction files are
     hashed now (one streaming pass each) and feature/truth files when loaded, since those are
     read whole anyway. ``Dataset.verify()`` hashes everything at once.
+
+    ``retry_policy``: attempts, back-off and deadline for transient storage errors (default
+    `storage.DEFAULT_POLICY`); ``prefetch_row_groups``: how many row groups the background
+    reader of `iter_interactions` may hold ahead of the consumer (0: read inline).
+    ``verify_share=(rank, world_size)``: hash only this rank's share of the interaction files
+    (every `world_size`-th), so W workers that each open the dataset hash every file once in
+    total rather than W times; sizes are still checked for every file.
     """
     fs, root = url_to_fs(url, storage_options)
     path = f"{root}/{MANIFEST_FILE}"
     try:
-        text = fs.cat_file(path)
+        text = retry(lambda: fs.cat_file(path), url=url, what=f"reading {MANIFEST_FILE}",
+                     policy=retry_policy)
     except FileNotFoundError:
-        if fs.exists(root):
+        if retry(lambda: fs.exists(root), url=url, what="listing the dataset", policy=retry_policy):
             raise DatasetError(f"{url} is not a complete dataset: it has no {MANIFEST_FILE} "
                                "(an interrupted or unfinished write?)", file=path) from None
         raise DatasetError(f"no dataset at {url}", file=path) from None
-    ds = Dataset(url, Manifest.from_json(text, file=path), fs, root, verify)
+    ds = Dataset(url, Manifest.from_json(text, file=path), fs, root, verify,
+                 retry_policy=retry_policy, prefetch_row_groups=prefetch_row_groups)
     if verify:
         ds._check_sizes()
-        for rel in ds._interaction_files:
+        rank, world_size = verify_share
+        for rel in ds._interaction_files[rank::world_size]:
             ds._check_hash(rel)
     return ds
 
@@ -43,9 +62,11 @@ def open_dataset(url: str, *, storage_options: dict | None = None, verify: bool 
 class Dataset:
     """An opened dataset; build it with open_dataset()."""
 
-    def __init__(self, url: str, manifest: Manifest, fs, root: str, verify: bool) -> None:
+    def __init__(self, url: str, manifest: Manifest, fs, root: str, verify: bool, *,
+                 retry_policy: RetryPolicy | None = None, prefetch_row_groups: int = 2) -> None:
         self.url, self.manifest = url, manifest
         self._fs, self._root, self._verify = fs, root, verify
+        self._policy, self._prefetch = retry_policy, prefetch_row_groups
         self._interaction_files = sorted(
             r for r in manifest.files if r.startswith(f"{INTERACTIONS_DIR}/"))
         self._schema: pa.Schema | None = None
@@ -67,8 +88,10 @@ class Dataset:
         """This rank's share of the interactions, as record batches of at most ``batch_rows``.
 
         The units of work are (file, row group) pairs dealt round-robin over ranks, so the ranks
-        together see every row exactly once; only one row group is held in memory at a time.
-        A rank gets no rows when there are fewer row groups than ranks.
+        together see every row exactly once. A background thread reads the row groups, at most
+        ``prefetch_row_groups`` ahead of the consumer (plus the one being consumed), each read
+        retried on transient storage errors. A rank gets no rows when there are fewer row groups
+        than ranks.
         """
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
@@ -76,23 +99,44 @@ class Dataset:
         wanted = (None if splits is None
                   else pa.array(sorted({int(Split(s)) for s in splits}), pa.int8()))
         units = [(rel, g) for rel in self._interaction_files for g in range(self._row_groups(rel))]
-        by_file: dict[str, list[int]] = {}
-        for rel, g in units[rank::world_size]:
-            by_file.setdefault(rel, []).append(g)
-        return self._stream(by_file, columns, wanted, batch_rows)
+        return self._stream(units[rank::world_size], columns, wanted, batch_rows)
 
-    def _stream(self, by_file: dict[str, list[int]], columns: list[str], wanted: pa.Array | None,
+    def _stream(self, units: list[tuple[str, int]], columns: list[str], wanted: pa.Array | None,
                 batch_rows: int) -> Iterator[pa.RecordBatch]:
         read = columns if wanted is None or "split" in columns else [*columns, "split"]
-        for rel, groups in by_file.items():
-            with self._fs.open(self._path(rel), "rb") as f:
-                batches = pq.ParquetFile(f).iter_batches(batch_size=batch_rows, row_groups=groups,
-                                                         columns=read)
-                for batch in batches:
-                    if wanted is not None:
-                        batch = batch.filter(pc.is_in(batch.column("split"), value_set=wanted))
-                    if batch.num_rows:
-                        yield batch.select(columns)
+        for table in prefetch(self._row_group_tables(units, read), self._prefetch):
+            if wanted is not None:
+                table = table.filter(pc.is_in(table.column("split"), value_set=wanted))
+            for batch in table.to_batches(max_chunksize=batch_rows):
+                if batch.num_rows:
+                    yield batch.select(columns)
+
+    def _row_group_tables(self, units: list[tuple[str, int]], columns: list[str]) -> Iterator[pa.Table]:
+        """One table per (file, row group), keeping the file open between its row groups; a
+        failed read drops the handle and the retry reopens the file."""
+        handle: dict[str, tuple] = {}  # rel -> (open file, ParquetFile); at most one entry
+
+        def drop(_exc: BaseException | None = None) -> None:
+            for f, _ in handle.values():
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001 - a broken handle is discarded anyway
+                    pass
+            handle.clear()
+
+        def read(rel: str, group: int) -> pa.Table:
+            if rel not in handle:
+                drop()
+                f = self._fs.open(self._path(rel), "rb")
+                handle[rel] = (f, pq.ParquetFile(f))
+            return handle[rel][1].read_row_group(group, columns=columns)
+
+        try:
+            for rel, group in units:
+                yield retry(lambda: read(rel, group), url=self.url, what=f"reading {rel} row group {group}",
+                            policy=self._policy, on_retry=drop)
+        finally:
+            drop()
 
     def load_interactions(self, splits: Iterable[Split] | None = None,
                           columns: Sequence[str] = ("user_id", "item_id", "split"),
@@ -147,9 +191,14 @@ class Dataset:
         """How errors name a file: the dataset URL plus the relative path."""
         return f"{self.url.rstrip('/')}/{rel}"
 
+    def _retry(self, operation, what: str):
+        return retry(operation, url=self.url, what=what, policy=self._policy)
+
     def _parquet_meta(self, rel: str) -> pq.FileMetaData:
-        with self._fs.open(self._path(rel), "rb") as f:
-            return pq.ParquetFile(f).metadata
+        def read() -> pq.FileMetaData:
+            with self._fs.open(self._path(rel), "rb") as f:
+                return pq.ParquetFile(f).metadata
+        return self._retry(read, f"reading the footer of {rel}")
 
     def _row_groups(self, rel: str) -> int:
         if rel not in self._row_group_counts:
@@ -175,7 +224,8 @@ class Dataset:
 
     def _check_sizes(self) -> None:
         """Existence and byte count of every listed file, from one recursive listing."""
-        found = {p.rstrip("/"): info for p, info in self._fs.find(self._root, detail=True).items()}
+        listing = self._retry(lambda: self._fs.find(self._root, detail=True), "listing the dataset's files")
+        found = {p.rstrip("/"): info for p, info in listing.items()}
         for rel, entry in self.manifest.files.items():
             info = found.get(self._path(rel))
             if info is None:
@@ -185,15 +235,17 @@ class Dataset:
                                    file=self._name(rel), value=info["size"])
 
     def _check_hash(self, rel: str) -> None:
-        sha, size = hashlib.sha256(), 0
-        with self._fs.open(self._path(rel), "rb") as f:
-            while chunk := f.read(_HASH_CHUNK):
-                sha.update(chunk)
-                size += len(chunk)
-        self._compare(rel, sha.hexdigest(), size)
+        def digest() -> tuple[str, int]:  # a retry hashes from the start again
+            sha, size = hashlib.sha256(), 0
+            with self._fs.open(self._path(rel), "rb") as f:
+                while chunk := f.read(_HASH_CHUNK):
+                    sha.update(chunk)
+                    size += len(chunk)
+            return sha.hexdigest(), size
+        self._compare(rel, *self._retry(digest, f"hashing {rel}"))
 
     def _read_whole(self, rel: str) -> bytes:
-        data = self._fs.cat_file(self._path(rel))
+        data = self._retry(lambda: self._fs.cat_file(self._path(rel)), f"reading {rel}")
         if self._verify:
             self._compare(rel, hashlib.sha256(data).hexdigest(), len(data))
         return data

@@ -14,8 +14,9 @@ prior, which is what turns P(Y | X) into P(Y | do(X)) = sum_z P(Y | X, z) P(z):
     x_i^bd = x_i + sum_levels  sum_k P(c_k) a_ik W_v c_k / sum_k P(c_k) a_ik,
     a_ik = exp(<W_q x_i, W_k c_k> / (tau sqrt(d))).
 
-Code vectors live behind `CodebookStore` (weight(), ema_update_(), restart_()) so they can later be
-backed by a TorchRec table sharded like the ID tables; `BufferCodebookStore` is a plain buffer.
+Code vectors live behind `CodebookStore` (weight(), ema_update_(), restart_()): with `store: table`
+(default) in a TorchRec table sharded like the ID tables (models/codebook_table.py), with
+`store: buffer` in a plain replicated buffer (`BufferCodebookStore`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class BackdoorConfig:
     allreduce_stats: bool = _doc("Sum the EMA statistics over data-parallel ranks before applying them: on when "
                                  "each rank quantises different items, off when every rank quantises all items.", False)
     chunk_size: int = _doc("Items per chunk in refresh_prior / assign (memory ~ chunk x K floats).", 65536)
+    store: Literal["buffer", "table"] = _doc(
+        "Where the code vectors live: `table` = one TorchRec EmbeddingBagCollection (tables codes_coarse, "
+        "codes_fine) that train.sharding shards and checkpoints with the ID tables, read by a no-grad lookup "
+        "(never touched by an optimizer; models/codebook_table.py); `buffer` = replicated plain buffers.", "table")
 
 
 def _dist_world() -> int:
@@ -273,7 +278,8 @@ class Backdoor(nn.Module):
     Args:
         dim: d.
         cfg: `BackdoorConfig`.
-        store_factory: (num_codes, dim) -> CodebookStore, to back the codes by e.g. a TorchRec table.
+        store_factory: (num_codes, dim) -> CodebookStore, called per level; overrides `cfg.store`
+            (`table`: one `CodebookTable` for all levels, held as `self.codebook`; `buffer`: buffers).
     """
 
     def __init__(self, dim: int, cfg: BackdoorConfig | None = None,
@@ -281,6 +287,7 @@ class Backdoor(nn.Module):
         super().__init__()
         cfg = cfg or BackdoorConfig()
         self.cfg, self.dim = cfg, dim
+        self.codebook: nn.Module | None = None  # the CodebookTable when the codes live in a TorchRec table
         if not cfg.enabled:
             self.levels = nn.ModuleList()
             return
@@ -288,14 +295,25 @@ class Backdoor(nn.Module):
         if min(sizes) < 1:
             raise ValueError(f"Backdoor: code counts must be >= 1, got {sizes}")
         make = store_factory or BufferCodebookStore
+        if store_factory is None and cfg.store == "table":
+            from models.codebook_table import CodebookTable  # it imports this module
+            self.codebook = CodebookTable(sizes, dim)
+            make = self.codebook.make_store
         self.levels = nn.ModuleList([VectorQuantizer(k, dim, cfg, make(k, dim)) for k in sizes])
         self.attention = nn.ModuleList([PriorAttention(dim, cfg.temperature) for _ in sizes])
+
+    def _reread_codes(self) -> None:
+        """Table-backed codes: drop the cached copy, so the next read looks the table up (a collective
+        once sharded; called at the start of forward / assign / refresh_prior, identically on every rank)."""
+        if self.codebook is not None:
+            self.codebook.invalidate()
 
     def forward(self, x: torch.Tensor, z_e: torch.Tensor) -> BackdoorOutput:
         """Adjust content x [N, d] with the codebook that quantises the confounder estimate z_e [N, d]."""
         zero = x.new_zeros(())
         if not self.cfg.enabled:
             return BackdoorOutput(x, None, (), zero, {"commit": zero})
+        self._reread_codes()
         residual, total_q, term = z_e, torch.zeros_like(z_e), torch.zeros_like(x)
         idxs, commits = [], []
         for vq, attn in zip(self.levels, self.attention):
@@ -317,6 +335,7 @@ class Backdoor(nn.Module):
     @torch.no_grad()
     def assign(self, z_e: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Code indices of every row of z_e per level (chunked; no state change). Interpretability."""
+        self._reread_codes()
         idxs, residual = [], z_e
         for vq in self.levels:
             codes = vq.store.weight()
@@ -332,6 +351,7 @@ class Backdoor(nn.Module):
         `reduce`: sum the counts over ranks (when each rank passes only its share of the items).
         Returns the per-level indices (useful for interpretability / NMI against the simulator).
         """
+        self._reread_codes()
         residual = z_e_all
         # Codes not initialised yet (a refresh before the first step): initialise from these items.
         for vq in self.levels if not all(bool(vq.initialized) for vq in self.levels) else ():

@@ -46,6 +46,14 @@ class CausalConfig:
         "the score (ReZero-style): 0 starts the model as its LightGCN backbone and lets training decide how much "
         "of each term to use; unscaled content terms swamp the small ID rows at the start and overfit "
         "(measured on TikTok: valid Recall@20 0.026 with gate 1 and no other change).")})
+    content_in_score: bool = field(default=True, metadata={"doc": (
+        "x^bd enters the item's score (the design). false: the back-door-adjusted content shapes the model only "
+        "through the front-door (edge scores of the causal subgraph, the cross-sample dictionary) and the "
+        "contrastive view; g_bd is then fixed at 0.")})
+    detach_content: bool = field(default=False, metadata={"doc": (
+        "The ranking loss does not train the content path (projections, diffusion, codebook attention): x^bd "
+        "enters the score detached and learns only from its own losses (diffusion, VQ, contrast). The content "
+        "MLPs see every item every step and otherwise memorise the training pairs within a few epochs.")})
 
 
 @dataclass
@@ -60,6 +68,9 @@ class Representations:
     frontdoor_user: torch.Tensor  # h_u^fd [U, d]
     frontdoor_item: torch.Tensor  # h_i^fd [I, d]
     confounder: torch.Tensor     # ẑ_i [I, d]
+    content_item: torch.Tensor   # x_i^bd with its gradient (backdoor_item may be detached)
+    mediator_user: torch.Tensor | None  # m_u [U, d] (None with the front-door off)
+    mediator_item: torch.Tensor | None  # m_i [I, d]
     losses: dict[str, torch.Tensor]
 
     gate_backdoor: torch.Tensor | float = 1.0   # g_bd
@@ -108,7 +119,9 @@ class CausalRec(nn.Module):
         edge_user = torch.from_numpy(train.row_ids()).long()
         edge_item = torch.from_numpy(train.indices).long()
         self.frontdoor = FrontDoor(tables.num_users, tables.num_items, edge_user, edge_item, dim, cfg.frontdoor)
-        self.gate_backdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)))
+        self.gate_backdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)), requires_grad=cfg.content_in_score)
+        if not cfg.content_in_score:
+            self.gate_backdoor.data.zero_()
         self.gate_frontdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)))
         self.to_device(tables.device)
 
@@ -127,8 +140,9 @@ class CausalRec(nn.Module):
         fd = self.frontdoor(ego_user, ego_item, self.backdoor.dictionary())
         losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},
                   **{f"vq/{k}": v for k, v in bd.terms.items()}}
-        return Representations(ego_user, ego_item, id_user, id_item, bd.x_bd, fd.user, fd.item,
-                               diff.confounder, losses, self.gate_backdoor, self.gate_frontdoor)
+        return Representations(ego_user, ego_item, id_user, id_item,
+                               bd.x_bd.detach() if self.cfg.detach_content and self.training else bd.x_bd, fd.user, fd.item,
+                               diff.confounder, bd.x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor, self.gate_frontdoor)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
@@ -137,10 +151,15 @@ class CausalRec(nn.Module):
         out = bpr_loss_terms(user[users], item[pos], item[neg],
                              (r.ego_user[users], r.ego_item[pos], r.ego_item[neg]),
                              self.backbone.reg_weight, self.backbone.reg_type)
-        user_content = self.frontdoor.user_content(r.backdoor_item)
-        topo = self.frontdoor.topology_loss(users, pos, neg, user_content, r.backdoor_item, r.id_user, r.id_item)
-        cl = cross_view_loss(self.cfg.contrast, users, torch.cat([pos, neg]), r.id_user, user_content,
-                             r.id_item, r.backdoor_item)
+        content = r.content_item
+        user_content = self.frontdoor.user_content(content)
+        topo = self.frontdoor.topology_loss(users, pos, neg, user_content, content, r.id_user, r.id_item)
+        if self.cfg.contrast.view == "mediator" and r.mediator_user is not None:
+            view_user, view_item = r.mediator_user, r.mediator_item
+        else:
+            view_user, view_item = user_content, content
+        cl = cross_view_loss(self.cfg.contrast, users, torch.cat([pos, neg]), r.id_user, view_user,
+                             r.id_item, view_item)
         out["loss"] = out["loss"] + r.losses["diffusion"] + r.losses["vq"] + topo + cl
         out.update(r.losses)
         out["topo"] = topo

@@ -19,7 +19,7 @@ SGL/SimGCL-style objectives add to BPR.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +34,23 @@ class ContrastConfig:
     enabled: bool = _doc("Cross-view InfoNCE between ID and content views on; off: L_cl = 0.", True)
     temperature: float = _doc("tau of the InfoNCE logits (cosine / tau).", 0.2)
     loss_weight: float = _doc("lambda_cl: weight of L_cl (user term + item term) in the total loss.", 0.05)
+    view: Literal["content", "mediator"] = _doc(
+        "Second view of each node: `content` (user: mean content of its training items; item: x^bd) or "
+        "`mediator` (m_u, m_i: the front-door propagation on the reconstructed causal subgraph).", "content")
+    noise: float = _doc("SimGCL-style perturbation of the second view: add noise_eps * a random direction of "
+                        "the same sign pattern (0: none).", 0.0)
+    detach_anchor: bool = _doc("The ID view is the fixed target (detached): L_cl teaches the second view to "
+                               "predict collaborative taste and cannot pull the ID rows away from the ranking "
+                               "loss (measured on TikTok: with a trained anchor BPR stalled).", True)
     max_nodes: int = _doc("At most this many distinct users (and items) of the batch enter each InfoNCE "
                           "(memory ~ max_nodes^2); a random subset when there are more.", 4096)
+
+
+def perturb(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """SimGCL's noise: x + eps * sign(x) * |unit random direction|."""
+    if eps <= 0:
+        return x
+    return x + eps * torch.sign(x) * F.normalize(torch.rand_like(x), dim=-1)
 
 
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -57,5 +72,8 @@ def cross_view_loss(cfg: ContrastConfig, users: torch.Tensor, items: torch.Tenso
     if not cfg.enabled or cfg.loss_weight == 0:
         return id_user.new_zeros(())
     u, i = _at_most(torch.unique(users), cfg.max_nodes), _at_most(torch.unique(items), cfg.max_nodes)
-    loss = info_nce(id_user[u], content_user[u], cfg.temperature) + info_nce(id_item[i], content_item[i], cfg.temperature)
+    if cfg.detach_anchor:
+        id_user, id_item = id_user.detach(), id_item.detach()
+    loss = (info_nce(id_user[u], perturb(content_user[u], cfg.noise), cfg.temperature)
+            + info_nce(id_item[i], perturb(content_item[i], cfg.noise), cfg.temperature))
     return cfg.loss_weight * loss

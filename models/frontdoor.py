@@ -51,7 +51,11 @@ class FrontdoorConfig:
     num_centroids: int = _doc("Item centroids of the module's own dictionary (used when the back-door "
                               "codebook is off); refreshed by refresh_dictionary.", 32)
     kmeans_iters: int = _doc("Lloyd iterations per refresh of the item centroids.", 10)
-    out_hidden: int = _doc("Hidden width of the output MLP h^fd.", 128)
+    out_hidden: int = _doc("Hidden width of the output MLP h^fd (output: mlp).", 128)
+    output: Literal["mlp", "sum"] = _doc(
+        "h^fd = `mlp`([m ; x̄]) (the design), or `sum` = m + x̄ (no output network: h^fd stays on the scale of the "
+        "regularised ID rows it is propagated from; an unregularised MLP can grow the scores and fit the "
+        "training pairs within a few epochs, measured on TikTok).", "sum")
     topo_loss: Literal["bce", "bpr"] = _doc(
         "L_topo on the batch's (user, positive, negative) triples: `bce` = -log s(u,pos) - log(1 - s(u,neg)) "
         "(calibrated scores: a threshold and the edge weights mean something), `bpr` = -log sigmoid(l_pos - l_neg) "
@@ -165,8 +169,9 @@ class FrontDoor(nn.Module):
             self.attention = PriorAttention(dim, cfg.attention_temperature)
             self.register_buffer("centroids", torch.zeros(cfg.num_centroids, dim))
             self.register_buffer("centroid_prior", torch.zeros(cfg.num_centroids))  # zeros: not computed yet
-        self.out = nn.Sequential(nn.Linear((2 if cfg.cross_sample else 1) * dim, cfg.out_hidden), nn.LeakyReLU(),
-                                 nn.Linear(cfg.out_hidden, dim))
+        if cfg.output == "mlp":
+            self.out = nn.Sequential(nn.Linear((2 if cfg.cross_sample else 1) * dim, cfg.out_hidden), nn.LeakyReLU(),
+                                     nn.Linear(cfg.out_hidden, dim))
 
     # ---- edge scores and their loss -------------------------------------------------------------
     def edge_logits(self, users: torch.Tensor, items: torch.Tensor, user_content: torch.Tensor,
@@ -268,9 +273,9 @@ class FrontDoor(nn.Module):
                 x_bar = self.attention(m, vectors.detach(), prior.detach())
             else:
                 x_bar = torch.zeros_like(m)
-            h = self.out(torch.cat([m, x_bar], dim=-1))
+            h = self.out(torch.cat([m, x_bar], dim=-1)) if self.cfg.output == "mlp" else m + x_bar
         else:
-            h = self.out(m)
+            h = self.out(m) if self.cfg.output == "mlp" else m
         return FrontdoorOutput(h[:self.num_users], h[self.num_users:], m[:self.num_users], m[self.num_users:])
 
     # ---- interpretability ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from models.bpr import BPRMF, RegType
 from models.causal import CausalConfig, CausalRec
 from models.embeddings import IdTables, InitScheme
 from models.freedom import Freedom, FreedomConfig
-from models.lightgcn import LightGCN
+from models.lightgcn import LightGCN, LightGCNConfig
 from models.vbpr import VBPR, VBPRConfig, concat_features
 
 
@@ -37,10 +37,14 @@ def _bpr(tables: IdTables, **args: Any) -> nn.Module:
 
 
 def _lightgcn(tables: IdTables, **args: Any) -> nn.Module:
-    if args["adjacency"] is None:
+    cfg = args["options"] or LightGCNConfig()
+    if cfg.graph_mode == "full" and args["adjacency"] is None:
         raise ValueError("build_model('lightgcn') needs the normalised adjacency")
+    if cfg.graph_mode == "sampled" and args["train"] is None:
+        raise ValueError("build_model('lightgcn') with graph_mode 'sampled' needs the training graph")
     return LightGCN(args["num_users"], args["num_items"], args["dim"], args["num_layers"], args["adjacency"],
-                    tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"])
+                    tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"], cfg=cfg, train=args["train"],
+                    seed=args["seed"])
 
 
 def _vbpr(tables: IdTables, **args: Any) -> nn.Module:
@@ -87,7 +91,7 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjace
     broadcasts rank 0's tables anyway, so all ranks and plans start from the same weights.
     `features` are the item content features per modality (row i = item i), `train` the
     training graph, `seed` the run's seed (for per-epoch randomness identical on all ranks),
-    `options` the model's own typed config section (e.g. `FreedomConfig`), or None.
+    `options` the model's own typed config section (e.g. `FreedomConfig`, `LightGCNConfig`), or None.
     """
     try:
         key = ModelName(name)

@@ -20,6 +20,7 @@ import yaml
 
 from models.causal import CausalConfig
 from models.freedom import FreedomConfig
+from models.lightgcn import LightGCNConfig
 from models.vbpr import VBPRConfig
 
 
@@ -37,10 +38,11 @@ def doc(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
 
 @dataclass
 class RunSection:
-    name: str = doc("Run name: the run directory is `<storage_path>/<name>`; starting a run with an existing name resumes it from its latest checkpoint.", "demo")
+    name: str = doc("Run name: the run directory is `<storage_path>/<name>`; starting a run with an existing name resumes it from its newest complete checkpoint (docs/DISTRIBUTED.md).", "demo")
     storage_path: str = doc("Where run directories go: a local path (relative to the working directory) or an fsspec URL such as `s3://bucket/runs`.", "runs")
     seed: int = doc("Seed for initialisation, negative sampling and shuffling (each worker derives its own stream from it).", 0)
-    max_failures: int = doc("How many worker-group failures Ray Train recovers from (restarting from the last checkpoint) before giving up.", 0)
+    max_failures: int = doc("How many worker-group failures (a worker process dying or raising) Ray Train recovers from, by restarting the workers from the newest complete checkpoint, before the run fails.", 0)
+    fail_at_step: int = doc("Testing aid: the last worker exits abruptly (`os._exit`) once, at this global training step (counted over epochs from 0), to exercise recovery with `max_failures`; a marker file `.fail_at_step-N` in the run directory keeps the restarted workers from failing again. -1: off.", -1)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ModelSection:
     reg_weight: float = doc("L2 weight on the batch's layer-0 embeddings (vbpr: on its scored user and item vectors), divided by the batch size (MMRec's convention).", 1e-4)
     init: Literal["xavier", "normal"] = doc("ID table initialisation: `xavier` uniform (MMRec) or `normal` with std `init_std`.", "xavier")
     init_std: float = doc("Standard deviation of `normal` initialisation.", 0.1)
+    lightgcn: LightGCNConfig = field(default_factory=LightGCNConfig)
     vbpr: VBPRConfig = field(default_factory=VBPRConfig)
     freedom: FreedomConfig = field(default_factory=FreedomConfig)
     causal: CausalConfig = field(default_factory=CausalConfig)
@@ -74,6 +77,9 @@ class TrainSection:
     eval_every: int = doc("Evaluate on valid every this many epochs.", 1)
     patience: int = doc("Stop after this many evaluations without a better valid `eval.select_metric`.", 20)
     checkpoint_every: int = doc("Also write a checkpoint every this many epochs even without improvement (0: only on improvement).", 10)
+    dense_engine: Literal["torch", "deepspeed"] = doc("What reduces and steps the model's dense (non-table) parameters (projections, diffusion denoiser, adjustment and edge-scoring networks): `torch` (DDP inside TorchRec's DistributedModelParallel, a torch optimizer) or `deepspeed` (a DeepSpeed engine with ZeRO stage `zero_stage` and a client torch optimizer per `optimizer`). The ID tables stay TorchRec's either way (docs/DISTRIBUTED.md).", "torch")
+    zero_stage: Literal[0, 1, 2] = doc("DeepSpeed ZeRO stage of the dense parameters with `dense_engine: deepspeed`: 0 (all-reduce, replicated optimizer state), 1 (optimizer state partitioned over workers), 2 (optimizer state and gradients partitioned). Stage 3 is not offered: evaluation, per-epoch refreshes and checkpoints read the dense parameters outside the engine's forward.", 1)
+    gradient_clipping: float = doc("Clip the global L2 norm of the dense (non-table) parameters' gradient to this value before each step, with either `dense_engine` (0: off). The ID tables are never clipped.", 0.0)
 
 
 @dataclass
@@ -212,10 +218,13 @@ def validate(cfg: Config) -> None:
     checks = [
         (cfg.model.embedding_dim > 0, "model.embedding_dim", cfg.model.embedding_dim, "must be positive"),
         (cfg.model.num_layers >= 0, "model.num_layers", cfg.model.num_layers, "must be >= 0"),
+        (cfg.model.name != "lightgcn" or cfg.model.lightgcn.graph_mode != "sampled" or (len(cfg.model.lightgcn.fanouts) == cfg.model.num_layers and all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in cfg.model.lightgcn.fanouts)), "model.lightgcn.fanouts", cfg.model.lightgcn.fanouts, "must hold one positive integer per model.num_layers with graph_mode: sampled"),
+        (cfg.model.lightgcn.eval_chunk_edges > 0, "model.lightgcn.eval_chunk_edges", cfg.model.lightgcn.eval_chunk_edges, "must be positive"),
         (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
         (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),
         (cfg.train.eval_every > 0, "train.eval_every", cfg.train.eval_every, "must be positive"),
         (cfg.train.learning_rate > 0, "train.learning_rate", cfg.train.learning_rate, "must be positive"),
+        (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
         (bool(cfg.eval.ks) and all(isinstance(k, int) and k > 0 for k in cfg.eval.ks), "eval.ks", cfg.eval.ks, "must be a non-empty list of positive integers"),
     ]

@@ -1,8 +1,10 @@
 """The training loop every Ray Train worker runs (one code path: 1 worker is world size 1).
 
 Per worker: read the dataset, build the model with its TorchRec tables, shard them with
-DistributedModelParallel over the process group Ray Train set up, then for each epoch take
-this rank's slice of every global BPR batch, step, and every `train.eval_every` epochs
+DistributedModelParallel over the process group Ray Train set up (the dense parameters under
+DDP or, with `train.dense_engine: deepspeed`, a DeepSpeed ZeRO engine on the same group:
+trainer/dense_engine.py), then for each epoch take this rank's slice of every global BPR
+batch, step, and every `train.eval_every` epochs
 evaluate valid (users split over ranks, sums all-reduced: identical numbers on every rank).
 An improvement on the valid select-metric triggers the test evaluation right away, so the
 reported test figures are those of the best-valid epoch without reloading anything. Every
@@ -24,14 +26,16 @@ import torch
 import torch.distributed as dist
 
 from data_loaders.format import Split
-from data_loaders.graph import CSR, interaction_csr, lightgcn_adjacency
+from data_loaders.graph import CSR, interaction_csrs, lightgcn_adjacency
 from data_loaders.sampler import BPRSampler
 from data_loaders.stream import open_dataset
 from models.registry import build_model
 from trainer import checkpoint
 from trainer.checkpoint import TrainState
 from trainer.config import Config
+from trainer.dense_engine import build_stepper
 from trainer.evaluate import evaluate
+from trainer.faults import FaultInjector
 from trainer.sharding import shard_model
 from trainer.tracking import Tracker
 
@@ -41,6 +45,15 @@ def _configure_threads(cfg: Config, world_size: int) -> None:
     threads = cfg.scaling.threads_per_worker or max(1, (os.cpu_count() or 1) // world_size)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _all_gather_objects(obj: Any) -> list[Any]:
+    """obj of every rank, in rank order."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def _mean_over_ranks(value: float, device: torch.device) -> float:
@@ -75,8 +88,12 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     _configure_threads(cfg, world_size)
     torch.manual_seed(cfg.run.seed)  # same initial tables on every rank before sharding
 
-    dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None)
-    splits = {s: interaction_csr(dataset, s) for s in (Split.TRAIN, Split.VALID, Split.TEST)}
+    # Each rank hashes and reads only its share of the interaction files/row groups (with retries
+    # and a background prefetch, data_loaders/stream.py); the shares are merged over the group.
+    dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None,
+                           verify_share=(rank, world_size))
+    splits = interaction_csrs(dataset, (Split.TRAIN, Split.VALID, Split.TEST), rank=rank, world_size=world_size,
+                              all_gather=_all_gather_objects)
     train = splits[Split.TRAIN]
     features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
     model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
@@ -88,22 +105,32 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                         options=getattr(cfg.model, cfg.model.name, None))
     sharded = shard_model(model, device=device, sharding=cfg.train.sharding, kernel=cfg.train.embedding_kernel,
                           optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
-                          weight_decay=cfg.train.weight_decay, world_size=world_size)
-    dmp, optimizers = sharded.model, sharded.optimizers
+                          weight_decay=cfg.train.weight_decay, world_size=world_size,
+                          dense_data_parallel=cfg.train.dense_engine == "torch")
+    # One step interface whatever steps the dense parameters (torch/DDP or DeepSpeed ZeRO).
+    stepper = build_stepper(sharded, engine=cfg.train.dense_engine, zero_stage=cfg.train.zero_stage,
+                            gradient_clipping=cfg.train.gradient_clipping, optimizer=cfg.train.optimizer,
+                            lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
+                            micro_batch_size=max(1, cfg.train.batch_size // world_size), device=device,
+                            world_size=world_size)
+    dmp, optimizers = sharded.model, stepper.optimizers
     sampler = BPRSampler(train, batch_size=cfg.train.batch_size, rank=rank, world_size=world_size, seed=cfg.run.seed)
     evaluator = Evaluator(cfg, splits, rank, world_size)
     state = TrainState(world_size=world_size, plan=sharded.plan_summary)
 
-    resumed = ray.train.get_checkpoint()
-    if resumed is not None:
-        with resumed.as_directory() as directory:
-            state, sampler_state = checkpoint.load(directory, rank=rank, model=dmp, optimizers=optimizers,
+    # The newest *complete* checkpoint of the run (Ray's latest unless it is corrupt or was never
+    # committed: then an older one, with a warning), fetched per rank (trainer/checkpoint.py).
+    with checkpoint.latest_complete(ray.train.get_checkpoint(), rank=rank) as resumed:
+        if resumed is not None:
+            state, sampler_state = checkpoint.load(resumed.directory, rank=rank, model=dmp, optimizers=optimizers,
                                                    world_size=world_size, plan=sharded.plan_summary)
-        sampler.load_state_dict(sampler_state)
+            sampler.load_state_dict(sampler_state)
+            state.resumes.append(resumed.record(state.epoch))
     tracker = Tracker(cfg, rank)
+    faults = FaultInjector(cfg, rank, world_size)  # run.fail_at_step (a testing aid; off by default)
     inner = dmp.module  # the model itself (sharded tables inside), for its own methods
     if rank == 0:
-        print(f"[cimrec] {world_size} worker(s) on {device}; tables: {sharded.plan_summary}; "
+        print(f"[cimrec] {world_size} worker(s) on {device}; tables: {sharded.plan_summary}; {stepper.summary}; "
               f"{train.num_rows} users, {train.num_cols} items, {train.indices.size} train edges"
               + (f"; resumed after epoch {state.epoch}" if resumed is not None else ""), flush=True)
 
@@ -121,14 +148,14 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             # Ray's tqdm renders one live bar on the driver instead of a log line per update.
             from ray.experimental.tqdm_ray import tqdm
             steps = tqdm(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}")
-        for batch in steps:
-            out = dmp(torch.as_tensor(batch.users, device=device), torch.as_tensor(batch.positives, device=device),
-                      torch.as_tensor(batch.negatives, device=device))
-            for opt in optimizers.values():
-                opt.zero_grad()
-            out["loss"].backward()
-            for opt in optimizers.values():
-                opt.step()
+        for step, batch in enumerate(steps):
+            faults.maybe_fail(epoch * sampler.steps_per_epoch() + step)
+            out = stepper.forward(torch.as_tensor(batch.users, device=device),
+                                  torch.as_tensor(batch.positives, device=device),
+                                  torch.as_tensor(batch.negatives, device=device))
+            stepper.zero_grad()
+            stepper.backward(out["loss"])
+            stepper.step()
             losses.append(float(out["loss"].detach()))
         metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
                                    "epoch_seconds": time.perf_counter() - started, **epoch_stats}
@@ -165,7 +192,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="cimrec-ckpt-") as directory:
             checkpoint.save(directory, rank=rank, model=dmp, optimizers=optimizers,
                             sampler_state=sampler.state_dict(), state=state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+            # Upload (Ray), then commit: rank 0 writes the manifest once every rank's files are stored.
+            checkpoint.report(metrics, directory, rank=rank, epoch=epoch + 1)
         if state.bad_evals >= cfg.train.patience:
             if rank == 0:
                 print(f"[cimrec] early stop: no better valid {cfg.eval.select_metric} for {cfg.train.patience} evaluations", flush=True)

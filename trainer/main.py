@@ -23,12 +23,21 @@ if __package__ in (None, ""):
 
 import fsspec  # noqa: E402
 
+from data_loaders.format import DatasetError, url_to_fs  # noqa: E402
+from data_loaders.storage import StorageError, retry, with_default_timeouts  # noqa: E402
+from data_loaders.stream import open_dataset  # noqa: E402
+from trainer.checkpoint import best_checkpoint  # noqa: E402
 from trainer.config import Config, ConfigError, load_config  # noqa: E402
 from trainer.results import write_results  # noqa: E402
 
 
 def _storage(cfg: Config) -> tuple[str, Any]:
-    """Ray's storage_path (+ filesystem for URLs that need fsspec options, e.g. a local S3)."""
+    """Ray's storage_path (+ filesystem for URLs that need fsspec options, e.g. a local S3).
+
+    Ray Train takes a pyarrow filesystem: an fsspec one with the options (endpoint, keys, the
+    short S3 timeouts of data_loaders/storage.py) is wrapped in pyarrow's FSSpecHandler, and
+    is pickled to the workers and the controller with its options.
+    """
     path = cfg.run.storage_path
     if "://" not in path:
         return os.path.abspath(path), None
@@ -37,8 +46,17 @@ def _storage(cfg: Config) -> tuple[str, Any]:
     import pyarrow.fs
 
     protocol, _, rest = path.partition("://")
-    fs = fsspec.filesystem(protocol, **cfg.data.storage_options)
+    fs = fsspec.filesystem(protocol, **with_default_timeouts(protocol, cfg.data.storage_options))
     return rest, pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def preflight(cfg: Config) -> None:
+    """Fail fast, before any Ray worker starts, when the dataset or the run storage cannot be
+    reached: a StorageError (after the retry budget) or DatasetError naming the URL."""
+    open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None, verify=False)
+    run_dir = f"{cfg.run.storage_path.rstrip('/')}/{cfg.run.name}"
+    fs, root = url_to_fs(run_dir, cfg.data.storage_options if "://" in run_dir else None)
+    retry(lambda: fs.makedirs(root, exist_ok=True), url=run_dir, what="creating the run directory")
 
 
 def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
@@ -46,6 +64,7 @@ def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
 
     `callbacks`: Ray Train `UserCallback`s, e.g. the one that forwards reports to a Tune sweep.
     """
+    preflight(cfg)  # before Ray starts anything: a wrong URL or a dead store is a clear error here
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -62,9 +81,11 @@ def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
     storage_path, storage_filesystem = _storage(cfg)
     worker_cfg = Config.from_dict(cfg.to_dict())
+    # Ray workers run in their own working directory: hand them absolute paths.
     if "://" not in worker_cfg.data.url:
-        # Ray workers run in their own working directory: hand them an absolute path.
         worker_cfg.data.url = os.path.abspath(worker_cfg.data.url)
+    if "://" not in worker_cfg.run.storage_path:
+        worker_cfg.run.storage_path = os.path.abspath(worker_cfg.run.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config=worker_cfg.to_dict(),
@@ -75,8 +96,10 @@ def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
             name=cfg.run.name, storage_path=storage_path, storage_filesystem=storage_filesystem,
             callbacks=callbacks,
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
-            # Keep the best-valid checkpoint; Ray always keeps the latest too (for resuming).
-            checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="valid_score",
+            # Ray keeps the two best-valid checkpoints and always the latest: the best for results
+            # and trainer/restore.py, the latest to resume from, and at least one older complete
+            # one to fall back to if the latest turns out corrupt (trainer/checkpoint.py).
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="valid_score",
                                                checkpoint_score_order="max"),
         ),
     )
@@ -85,7 +108,8 @@ def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
         raise result.error
     summary = dict(result.return_value or {})
     summary["run_dir"] = f"{cfg.run.storage_path.rstrip('/')}/{cfg.run.name}"
-    summary["best_checkpoint"] = result.best_checkpoints[0][0].path if result.best_checkpoints else None
+    best = best_checkpoint(result.best_checkpoints or [], summary.get("best_epoch", -1))
+    summary["best_checkpoint"] = best.path if best is not None else None
     return summary
 
 
@@ -98,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = fit(cfg)
+    try:
+        summary = fit(cfg)
+    except (StorageError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     table = write_results(summary, cfg)
     print(table)
     print(json.dumps({"run_dir": summary["run_dir"], "best_epoch": summary["best_epoch"]}))

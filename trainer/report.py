@@ -13,6 +13,8 @@ never mistakes them for measurements. `--plot` draws every run's valid Recall@20
 `--markdown-section NAME --write FILE` replaces the table between `<!-- begin NAME -->` and
 `<!-- end NAME -->` in FILE (appending the block if absent), so a doc is regenerated from run
 directories rather than edited by hand; benchmarks/record.py uses the same `replace_section`.
+`--group-seeds` prints one row per group of runs whose names differ only in a `_s<seed>` suffix
+(runs/x_s0, runs/x_s1, ... -> x), each figure as mean ± sample std (n - 1) over the group's seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import yaml
 COLUMNS = [("recall@10", "R@10"), ("recall@20", "R@20"), ("ndcg@10", "N@10"), ("ndcg@20", "N@20")]
 PROTOCOLS = {"V": "test at the best-valid epoch", "T": "best epoch chosen on test (optimistic)", "?": "not stated"}
 PUBLISHED_KEYS = {"model", "data", "protocol", "source"}
+SEED_SUFFIX = re.compile(r"_s(\d+)$")
 
 
 def load_run(run_dir: str) -> dict:
@@ -49,6 +52,11 @@ def run_name(run_dir: str) -> str:
 
 def data_name(metrics: dict) -> str:
     return metrics["config"]["data"]["url"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def seed_group(name: str) -> str:
+    """`name` without its `_s<seed>` suffix: tiktok_causal_s2 -> tiktok_causal (unchanged without one)."""
+    return SEED_SUFFIX.sub("", name)
 
 
 def load_published(path: str) -> list[dict[str, Any]]:
@@ -90,6 +98,12 @@ def comparison_table(run_dirs: list[str], published: list[dict[str, Any]] | None
         cells += [f"{m['best_test_valid_masked']['recall@20']:.4f}", f"{m['best_valid']['recall@20']:.4f}",
                   str(test.get("num_users", "?"))]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + _published_lines(published, datasets))
+
+
+def _published_lines(published: list[dict[str, Any]] | None, datasets: list[str]) -> list[str]:
+    """Rows (and their footnote) of the published figures on `datasets`, in the runs' table layout."""
+    lines = []
     shown = [row for row in published or [] if row["data"] in datasets]
     for row in shown:
         cells = ["*published*", str(row["model"]), str(row["data"]), "—", f"protocol {row['protocol']}"]
@@ -99,6 +113,49 @@ def comparison_table(run_dirs: list[str], published: list[dict[str, Any]] | None
         sources = sorted({str(row["source"]) for row in shown})
         lines += ["", "*published* rows are not measured here (source: " + "; ".join(sources) + "). Protocol: "
                   + ", ".join(f"{k} = {v}" for k, v in PROTOCOLS.items()) + "."]
+    return lines
+
+
+def _mean_std(values: list[float]) -> str:
+    """`mean ± sample std` (n - 1) to 4 decimals; the mean alone for a single value."""
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.4f}"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = None) -> str:
+    """One row per seed group (names equal once `_s<seed>` is dropped), in order of first appearance:
+    the runs' figures as mean ± std over seeds; the same columns as `comparison_table`."""
+    groups: dict[str, list[tuple[str, dict]]] = {}
+    for run_dir in run_dirs:
+        groups.setdefault(seed_group(run_name(run_dir)), []).append((run_dir, load_run(run_dir)))
+    head = "| group | model | data | seeds | best epochs | " + " | ".join(c for _, c in COLUMNS) \
+        + " | R@20 (valid masked) | valid R@20 | test users |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    datasets = []
+    for group, runs in groups.items():
+        models = {m["config"]["model"]["name"] for _, m in runs}
+        data = {data_name(m) for _, m in runs}
+        if len(models) > 1 or len(data) > 1:
+            raise SystemExit(f"error: seed group {group} mixes models {sorted(models)} / datasets {sorted(data)}: "
+                             f"{[run_name(d) for d, _ in runs]}")
+        seeds = [m["config"]["run"]["seed"] for _, m in runs]
+        if len(set(seeds)) < len(seeds):
+            raise SystemExit(f"error: seed group {group} has the same seed twice: "
+                             f"{[(run_name(d), s) for (d, _), s in zip(runs, seeds)]}")
+        datasets += sorted(data)
+        users = sorted({str(m["best_test"].get("num_users", "?")) for _, m in runs})
+        cells = [group, models.pop(), data.pop(), ", ".join(map(str, seeds)),
+                 ", ".join(str(m["best_epoch"]) for _, m in runs)]
+        cells += [_mean_std([m["best_test"][key] for _, m in runs]) for key, _ in COLUMNS]
+        cells += [_mean_std([m["best_test_valid_masked"]["recall@20"] for _, m in runs]),
+                  _mean_std([m["best_valid"]["recall@20"] for _, m in runs]), " / ".join(users)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += _published_lines(published, datasets)
+    lines += ["", "Mean ± sample standard deviation (n - 1) over each group's seeds; test figures at each run's "
+              "best-valid epoch."]
     return "\n".join(lines)
 
 
@@ -126,13 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--published", metavar="YAML", help="published figures to append (e.g. docs/published.yaml)")
+    parser.add_argument("--group-seeds", action="store_true",
+                        help="one row per group of runs named alike but for a _s<seed> suffix: mean ± std over seeds")
     parser.add_argument("--plot", metavar="OUT.png", help="write valid Recall@20 per epoch of every run to this PNG")
     parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section to replace")
     parser.add_argument("--write", metavar="FILE", help="with --section: the markdown file to update in place")
     args = parser.parse_args(argv)
     if (args.markdown_section is None) != (args.write is None):
         parser.error("--markdown-section and --write go together")
-    table = comparison_table(args.runs, load_published(args.published) if args.published else None)
+    table = (grouped_table if args.group_seeds else comparison_table)(
+        args.runs, load_published(args.published) if args.published else None)
     print(table)
     if args.plot:
         from trainer.plots import comparison_png, write_bytes_atomically

@@ -22,11 +22,15 @@ What was measured on 2 gloo CPU ranks with TorchRec 1.8 (tests/trainer/test_shar
 - A module built on a real device is re-initialised by sharding (TorchRec calls each shard's
   `init_fn`), so the full tables are captured first, broadcast from rank 0 and copied into the
   shards: every world size and plan starts from the same weights.
+- The model's other (dense) parameters are DDP's by default (DMP wraps the model in DDP, tables
+  excluded) and stepped by the "dense" torch optimizer. With `dense_data_parallel=False` DMP's DDP
+  leaves them out too and no optimizer here steps them: an external engine owns them
+  (trainer/dense_engine.py, DeepSpeed), so their gradients are reduced exactly once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -40,6 +44,7 @@ from torchrec.distributed import DistributedModelParallel
 from torchrec.distributed.comm import get_local_size
 from torchrec.distributed.comm_ops import get_gradient_division
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.model_parallel import DefaultDataParallelWrapper
 from torchrec.distributed.planner import EmbeddingShardingPlanner, ParameterConstraints
 from torchrec.distributed.planner.types import KernelConfig, TopologyFactory, TrainerConfig
 from torchrec.distributed.sharding_plan import (ParameterShardingGenerator, column_wise,
@@ -86,24 +91,29 @@ class ShardedModel:
     `optimizers` maps a name to an optimizer to `zero_grad()` / `step()` every iteration and to
     checkpoint: "fused" is DMP's fused optimizer (its step only applies the current learning
     rate; the update happened in backward), "dense" a torch optimizer over every parameter not
-    updated in backward (all tables with kernel="dense"). `plan_summary` is one line per table,
-    identical on every rank.
+    updated in backward (all tables with kernel="dense"; with `dense_data_parallel=False` only
+    those tables, and named "tables"). `plan_summary` is one line per table, identical on every rank.
+    `dense_parameters` are the model's non-table parameters by name (the same objects as in
+    `model.module`), `dense_data_parallel` whether DMP's DDP reduces their gradients.
     """
 
     model: DistributedModelParallel
     optimizers: dict[str, torch.optim.Optimizer]
     plan: ShardingPlan
     plan_summary: str
+    dense_parameters: dict[str, nn.Parameter] = field(default_factory=dict)
+    dense_data_parallel: bool = True
 
 
 def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup | None = None,
                 sharding: Sharding | str = Sharding.AUTO, kernel: Kernel | str = Kernel.FUSED,
                 optimizer: str = "adagrad", lr: float, weight_decay: float = 0.0,
-                world_size: int) -> ShardedModel:
+                world_size: int, dense_data_parallel: bool = True) -> ShardedModel:
     """Shard every EmbeddingBagCollection in `model` over `pg` (default: the world group).
 
     Collective: every rank of `pg` calls it with the same arguments. Bad options raise a
-    ValueError before any communication, identically on every rank.
+    ValueError before any communication, identically on every rank. `dense_data_parallel=False`
+    leaves the non-table parameters to an external engine: no DDP, no optimizer here.
     """
     device = torch.device(device)
     sharding, kernel = _parse(Sharding, sharding, "sharding"), _parse(Kernel, kernel, "kernel")
@@ -112,7 +122,8 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
         raise ValueError("shard_model: the model has no TorchRec EmbeddingBagCollection to shard")
     fused_params = _check_options(collections, device, sharding, kernel, optimizer, lr, weight_decay, world_size)
     table_params = {id(p) for _, ebc in collections for p in ebc.parameters()}
-    dense_names = [name for name, p in model.named_parameters() if id(p) not in table_params]
+    dense_parameters = {name: p for name, p in model.named_parameters() if id(p) not in table_params}
+    dense_names = list(dense_parameters)
     if dense_names and optimizer not in _DENSE_OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r} has no torch equivalent for the model's non-table parameters "
                          f"{dense_names[:3]}; use one of {sorted(_DENSE_OPTIMIZERS)}")
@@ -134,8 +145,10 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
             local_size=get_local_size(world_size), world_size=world_size, device_type=device.type)
             for path, ebc in collections})
 
+    # Without dense data parallelism DDP wraps only data-parallel tables (none: no DDP at all).
+    wrapper = None if dense_data_parallel else DefaultDataParallelWrapper(params_to_ignore=dense_names)
     dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(pg), device=device, plan=plan,
-                                   sharders=[sharder])
+                                   sharders=[sharder], data_parallel_wrapper=wrapper)
     for path, weights in full_weights.items():
         # A sharded collection splices full tensors into its local shards on load.
         dmp.module.get_submodule(path).load_state_dict(weights)
@@ -143,13 +156,18 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
     optimizers: dict[str, torch.optim.Optimizer] = {}
     if kernel is Kernel.FUSED:
         optimizers["fused"] = dmp.fused_optimizer
-    rest = dict(in_backward_optimizer_filter(dmp.named_parameters()))
+    dense_ids = {id(p) for p in dense_parameters.values()}
+    rest = {name: p for name, p in in_backward_optimizer_filter(dmp.named_parameters())
+            if dense_data_parallel or id(p) not in dense_ids}
     if rest:
         # A plain torch optimizer, not TorchRec's KeyedOptimizerWrapper: the latter can only load
         # a checkpoint after `init_state()`, a zero-gradient step that moves Adam's step count
         # (and, with weight decay, the weights) before training starts.
-        optimizers["dense"] = _DENSE_OPTIMIZERS[optimizer](list(rest.values()), lr=lr, weight_decay=weight_decay)
-    return ShardedModel(model=dmp, optimizers=optimizers, plan=plan, plan_summary="; ".join(describe_plan(plan)))
+        # "tables" when an external engine steps the dense parameters: only dense-kernel tables here.
+        name = "dense" if dense_data_parallel else "tables"
+        optimizers[name] = _DENSE_OPTIMIZERS[optimizer](list(rest.values()), lr=lr, weight_decay=weight_decay)
+    return ShardedModel(model=dmp, optimizers=optimizers, plan=plan, plan_summary="; ".join(describe_plan(plan)),
+                        dense_parameters=dense_parameters, dense_data_parallel=dense_data_parallel)
 
 
 def describe_plan(plan: ShardingPlan) -> list[str]:

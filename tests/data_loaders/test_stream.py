@@ -70,3 +70,37 @@ def test_bad_requests(dataset) -> None:
         ds.load_truth("items")
     with pytest.raises(ValueError, match="rank"):
         ds.iter_interactions(rank=2, world_size=2)
+
+
+def test_rank_shares_merge_to_the_full_split_matrices(dataset) -> None:
+    """interaction_csrs: each rank reads its row groups, the merged shares equal one full read."""
+    from data_loaders.graph import interaction_csr, interaction_csrs
+
+    url, _ = dataset
+    ds = open_dataset(url, prefetch_row_groups=1)
+    splits = (Split.TRAIN, Split.VALID, Split.TEST)
+    shares: dict[int, dict] = {}
+    interaction_csrs(ds, splits, rank=1, world_size=2, all_gather=lambda local: shares.setdefault(1, local) and [local])
+    merged = interaction_csrs(ds, splits, rank=0, world_size=2, all_gather=lambda local: [local, shares[1]])
+    assert 0 < len(shares[1]["user_id"]) < N
+    for split in splits:
+        full = interaction_csr(ds, split)
+        np.testing.assert_array_equal(merged[split].indptr, full.indptr)
+        np.testing.assert_array_equal(merged[split].indices, full.indices)
+    with pytest.raises(ValueError, match="all_gather"):
+        interaction_csrs(ds, splits, rank=0, world_size=2)
+
+
+def test_verify_share_hashes_only_this_ranks_files(dataset, tmp_path) -> None:
+    import shutil
+
+    url, _ = dataset
+    copy = tmp_path / "ds"
+    shutil.copytree(url, copy)
+    part = sorted((copy / "interactions").iterdir())[1]  # rank 1's file of 2 ranks
+    raw = bytearray(part.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size, different bytes
+    part.write_bytes(bytes(raw))
+    open_dataset(str(copy), verify_share=(0, 2))  # rank 0 does not hash it
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        open_dataset(str(copy), verify_share=(1, 2))

@@ -99,3 +99,147 @@ def test_adjacency_is_neither_parameter_nor_buffer_nor_state():
 def test_bad_adjacency_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         LightGCN(U, I, D, 2, bad, IdTables(U, I, D, device="cpu"), 0.0)
+
+
+# ---- sampled mini-batch mode ------------------------------------------------------------------
+
+from data_loaders.graph import CSR, lightgcn_adjacency  # noqa: E402
+from data_loaders.neighbors import NeighborGraph  # noqa: E402
+from models.lightgcn import LightGCNConfig  # noqa: E402
+
+GU, GI = 60, 40
+
+
+def _random_graph(seed: int = 0) -> CSR:
+    """Skewed degrees (max ~20) and a few repeated pairs."""
+    rng = np.random.default_rng(seed)
+    users = np.minimum((rng.pareto(1.5, 400) * 5).astype(np.int64), GU - 1)
+    items = np.minimum((rng.pareto(1.0, 400) * 4).astype(np.int64), GI - 1)
+    return CSR.from_pairs(users, items, GU, GI)
+
+
+def _pair(train: CSR, fanouts: list[int], num_layers: int, reg_weight: float = 1e-2, **kw):
+    """A full and a sampled LightGCN over the SAME tables."""
+    torch.manual_seed(0)
+    tables = IdTables(GU, GI, D, device="cpu")
+    full = LightGCN(GU, GI, D, num_layers, lightgcn_adjacency(train), tables, reg_weight)
+    sampled = LightGCN(GU, GI, D, num_layers, None, tables, reg_weight,
+                       cfg=LightGCNConfig(graph_mode="sampled", fanouts=fanouts, **kw), train=train, seed=3)
+    return full, sampled
+
+
+def _batch(seed: int = 1, size: int = 24):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, GU, (size,), generator=g), torch.randint(0, GI, (size,), generator=g),
+            torch.randint(0, GI, (size,), generator=g))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_sampled_with_fanout_at_max_degree_equals_full_graph(num_layers):
+    train = _random_graph()
+    max_degree = NeighborGraph.from_csr(train).max_degree()
+    full, sampled = _pair(train, [max_degree] * num_layers, num_layers)
+    users, pos, neg = _batch()
+    # Batch-node embeddings: every layer mean equals the full propagation's rows.
+    sub = sampled.sample(users, pos, neg)
+    mean, ego = sampled.sampled_layer_mean(sub)
+    user_all, item_all = full.propagate()
+    want = torch.cat([user_all, item_all])[torch.from_numpy(sub.nodes[:sub.sizes[0]])]
+    torch.testing.assert_close(mean, want, rtol=1e-5, atol=1e-5)
+    # Loss and every table gradient.
+    grads = {}
+    for name, model in (("full", full), ("sampled", sampled)):
+        model.tables.zero_grad()
+        out = model(users, pos, neg)
+        out["loss"].backward()
+        grads[name] = (out, [p.grad.clone() for p in model.tables.parameters()])
+    (out_f, g_f), (out_s, g_s) = grads["full"], grads["sampled"]
+    for key in ("loss", "bpr", "reg"):
+        torch.testing.assert_close(out_s[key], out_f[key], rtol=1e-5, atol=1e-6)
+    for a, b in zip(g_f, g_s):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_sampled_layer_mean_is_unbiased_with_small_fanouts():
+    """Mean over draws of the batch nodes' sampled layer mean -> the full one (5 standard errors)."""
+    train = _random_graph()
+    full, sampled = _pair(train, [2, 3], 2)
+    users, pos, neg = _batch()
+    with torch.no_grad():
+        user_all, item_all = full.propagate()
+        everything = torch.cat([user_all, item_all]).double().numpy()
+        draws = []
+        for _ in range(400):
+            sub = sampled.sample(users, pos, neg)
+            mean, _ = sampled.sampled_layer_mean(sub)
+            draws.append(mean.double().numpy())
+            assert all(np.bincount(d, minlength=s).max() <= f
+                       for (d, _, _), s, f in zip(sub.hops, sub.sizes, [2, 3]))  # bounded per node
+    draws = np.stack(draws)
+    want = everything[sub.nodes[:sub.sizes[0]]]
+    se = draws.std(0, ddof=1) / np.sqrt(len(draws))
+    err = np.abs(draws.mean(0) - want)
+    assert (se > 1e-4).mean() > 0.5  # really subsampled
+    assert np.all(err <= 5 * se + 1e-6), (err / np.maximum(se, 1e-12)).max()
+
+
+def test_sampled_training_is_reproducible_by_seed_epoch_and_step():
+    train = _random_graph()
+    users, pos, neg = _batch()
+
+    def losses(epochs):
+        _, model = _pair(train, [3, 3], 2)
+        out = []
+        for epoch in epochs:
+            model.start_epoch(epoch)
+            out.append([float(model(users, pos, neg)["loss"].detach()) for _ in range(3)])
+        return out
+
+    a, b = losses([0, 1]), losses([0, 1])
+    assert a == b
+    assert len(set(a[0])) == 3  # each step draws its own subgraph
+    assert a[0] != a[1]  # and each epoch
+    assert losses([1])[0] == a[1]  # (seed, epoch, step) alone decides a step's sample
+
+
+def test_sampled_training_lowers_the_loss():
+    train = _random_graph()
+    _, model = _pair(train, [4, 4], 2)
+    users, pos, neg = _batch(size=60)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for step in range(30):
+        opt.zero_grad()
+        out = model(users, pos, neg)
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05
+
+
+@pytest.mark.parametrize("chunk", [7, 4_000_000])
+def test_sampled_mode_evaluates_the_full_graph_in_chunks(chunk):
+    train = _random_graph()
+    full, sampled = _pair(train, [2, 2], 2, eval_chunk_edges=chunk)
+    for a, b in zip(full.final_embeddings(), sampled.final_embeddings()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_mode_holds_no_adjacency_and_the_same_state():
+    full, sampled = _pair(_random_graph(), [2, 2], 2)
+    assert sampled.adjacency is None and list(sampled.buffers()) == []
+    assert sampled.state_dict().keys() == full.state_dict().keys()
+    assert sampled.start_epoch(4) == {}
+
+
+@pytest.mark.parametrize("kw,match", [({"fanouts": [3]}, "one positive integer fanout per layer"),
+                                      ({"fanouts": [3, 0]}, "one positive integer fanout per layer"),
+                                      ({"graph_mode": "bogus"}, "graph_mode")])
+def test_bad_sampled_config_is_refused(kw, match):
+    cfg = LightGCNConfig(**{"graph_mode": "sampled", **kw})
+    with pytest.raises(ValueError, match=match):
+        LightGCN(GU, GI, D, 2, None, IdTables(GU, GI, D, device="cpu"), 0.0, cfg=cfg, train=_random_graph())
+    with pytest.raises(ValueError, match="training CSR"):
+        LightGCN(GU, GI, D, 2, None, IdTables(GU, GI, D, device="cpu"), 0.0,
+                 cfg=LightGCNConfig(graph_mode="sampled", fanouts=[2, 2]))

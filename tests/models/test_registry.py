@@ -39,3 +39,17 @@ def test_lightgcn_needs_the_adjacency():
 def test_bad_init_scheme_is_refused():
     with pytest.raises(ValueError, match="'uniform' is not a valid InitScheme"):
         build_model("bpr", adjacency=None, init="uniform", **ARGS)
+
+
+def test_lightgcn_sampled_mode_needs_the_training_graph_not_the_adjacency():
+    from data_loaders.graph import CSR
+    from models.lightgcn import LightGCNConfig
+
+    options = LightGCNConfig(graph_mode="sampled", fanouts=[2])
+    with pytest.raises(ValueError, match="training graph"):
+        build_model("lightgcn", adjacency=None, options=options, **ARGS)
+    train = CSR.from_pairs([0, 1, 2, 2], [0, 1, 0, 1], 3, 2)
+    model = build_model("lightgcn", adjacency=None, options=options, train=train, seed=5, **ARGS)
+    assert model.graph_mode == "sampled" and model.sampler.fanouts == [2] and model.seed == 5
+    out = model(torch.tensor([0, 2]), torch.tensor([0, 0]), torch.tensor([1, 1]))
+    assert torch.isfinite(out["loss"])

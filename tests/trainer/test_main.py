@@ -70,3 +70,5 @@ def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: P
     kept = [h["frontdoor/kept_fraction"] for h in out["history"] if "frontdoor/kept_fraction" in h]
     assert len(kept) == 2 and all(0 < k < 1 for k in kept)  # refreshed at epochs 2 and 3, after warm-up
     assert all(h["loss"] == h["loss"] for h in out["history"])  # no NaN
+    # The codebook is a TorchRec table (backdoor.store: table) planned and sharded with the ID tables.
+    assert "backdoor.codebook.ebc.codes_coarse: table_wise" in out["plan"], out["plan"]

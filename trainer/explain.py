@@ -1,0 +1,213 @@
+"""Explain a finished run's recommendations and codebook (issue 3, part 5).
+
+    python -m trainer.explain --run DIR --user U [--k 20] [--json]
+    python -m trainer.explain --run DIR --codes [--out DIR] [--members 5] [--json]
+
+Both rebuild the model of the run's best checkpoint on CPU (trainer/restore.py) and print a
+markdown table (`--json`: the same content, machine-readable). `--data URL` reads the dataset
+from elsewhere when it moved since training.
+
+`--user`: the user's top-K items (training items masked, ranked exactly as the evaluator ranks
+them: trainer.evaluate.topk_items on model.final_embeddings()). For `model.name=causal` each
+score ŷ_ui = <h_u, h_i> with h_u = ẽ_u + g_fd h_u^fd and h_i = ẽ_i + g_bd x_i^bd + g_fd h_i^fd
+(g: the model's learned scalar gates, 1 without them) is split into ID <h_u, ẽ_i>, back-door
+<h_u, g_bd x_i^bd> and front-door <h_u, g_fd h_i^fd> (the three sum to the score), and the
+user's training edges are listed with their front-door edge score and whether the reconstructed
+causal subgraph kept them. Other models print the score only.
+
+`--codes` (causal model with the back-door on): per code of each level its prior P(c), the items
+assigned to it now and the members closest to the code vector; writes code_usage.png and
+items_by_code.png (trainer/explain_plots.py) to --out, by default `<run>/explain/` -- not the run
+directory itself, whose code_usage.png (trainer/plots.py, drawn from the training history and
+linked from results.md) would otherwise be replaced by a different figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_loaders.format import Split
+from models.causal import CausalRec
+from trainer.evaluate import topk_items
+from trainer.restore import RestoredRun, RestoreError, restore_run
+
+
+def _header(run: RestoredRun) -> dict[str, Any]:
+    return {"run": run.run_dir, "model": run.cfg.model.name, "checkpoint": run.checkpoint,
+            "checkpoint_epoch": run.state.epoch, "best_epoch": run.metrics.get("best_epoch")}
+
+
+@torch.no_grad()
+def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
+    """Top-k items of `user` with their score parts (causal model), and the user's training edges."""
+    train = run.splits[Split.TRAIN]
+    if not 0 <= user < train.num_rows:
+        raise RestoreError(f"user {user} out of range: the dataset at {run.cfg.data.url} has {train.num_rows} "
+                           f"users (ids 0..{train.num_rows - 1})")
+    if k < 1:
+        raise RestoreError(f"--k must be >= 1, got {k}")
+    model = run.model
+    causal = isinstance(model, CausalRec)
+    if causal:
+        r = model.represent()  # eval mode: no EMA step; final_embeddings() is (r.user, r.item)
+        user_emb, item_emb = r.user, r.item
+    else:
+        user_emb, item_emb = model.final_embeddings()
+    scores, items = topk_items(user_emb, item_emb, np.array([user]), k, [train])
+    found = items[0] >= 0  # fewer than k unseen items: -1 padding
+    items, scores = items[0][found], scores[0][found]
+    held = {int(i): "test" for i in run.splits[Split.TEST].row(user)}
+    held.update({int(i): "valid" for i in run.splits[Split.VALID].row(user)})
+    rows = [{"rank": n + 1, "item": int(i), "score": float(s), "held_out": held.get(int(i), "")}
+            for n, (i, s) in enumerate(zip(items.tolist(), scores.tolist()))]
+    out = {**_header(run), "user": user, "k": k, "train_items": int(train.row(user).size), "top": rows,
+           "decomposed": causal, "edges": []}
+    if not causal:
+        out["note"] = f"score decomposition and edges need model.name=causal (this run: {run.cfg.model.name})"
+        return out
+    # The gates g_bd, g_fd (learned scalars; 1.0 in a model without them) scale the content terms
+    # inside h_u and h_i, so each part carries its gate: the parts then sum to the score exactly.
+    g_bd, g_fd = (float(getattr(r, f"gate_{name}", 1.0)) for name in ("backdoor", "frontdoor"))
+    # float64 parts: their sum equals the float32 score to rounding, whatever the item norms.
+    h_u = r.user[user].double()
+    parts = {"id": (r.id_item, 1.0), "backdoor": (r.backdoor_item, g_bd), "frontdoor": (r.frontdoor_item, g_fd)}
+    values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
+    out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
+    codes = model.backdoor.assign(r.confounder[items]) if model.cfg.backdoor.enabled else ()
+    for n, row in enumerate(rows):
+        row.update({name: values[name][n] for name in parts})
+        row["codes"] = [int(c[n]) for c in codes]
+    out["edges"] = _user_edges(model, r, user)
+    last = int(model.frontdoor.last_refresh)  # 0-based epoch whose start rebuilt the subgraph; -1: never
+    out["last_refresh_epoch"] = last + 1 if last >= 0 else None
+    return out
+
+
+def _user_edges(model: CausalRec, r: Any, user: int) -> list[dict[str, Any]]:
+    """The user's training edges: kept/pruned and weight of the current subgraph, the score that
+    decided it (at the last refresh; NaN before the first) and the scorer's score at these weights."""
+    fd = model.frontdoor
+    sel = (fd.edge_user == user).nonzero().flatten()
+    edge_items = fd.edge_item[sel]
+    now = torch.full((sel.numel(),), float("nan"))
+    if fd.cfg.enabled and sel.numel():
+        user_content = fd.user_content(r.backdoor_item)
+        logits = fd.edge_logits(fd.edge_user[sel], edge_items, user_content, r.backdoor_item, r.id_user, r.id_item)
+        now = torch.sigmoid(logits)
+    return [{"item": int(i), "kept": bool(k), "weight": float(w), "score_at_refresh": float(s), "score_now": float(n)}
+            for i, k, w, s, n in zip(edge_items.tolist(), fd.kept[sel].tolist(), fd.weight[sel].tolist(),
+                                     fd.score[sel].tolist(), now.tolist())]
+
+
+@torch.no_grad()
+def explain_codes(run: RestoredRun, members: int = 5) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(report, arrays for the plots): per level and code its prior, size and closest members."""
+    model = run.model
+    if not isinstance(model, CausalRec) or not model.cfg.backdoor.enabled:
+        raise RestoreError(f"--codes needs model.name=causal with model.causal.backdoor.enabled=true "
+                           f"(run {run.run_dir}: model.name={run.cfg.model.name})")
+    r = model.represent()
+    residual, levels, coarse = r.confounder, [], None
+    for name, vq in zip(model.backdoor.level_names(), model.backdoor.levels):
+        # The same residual assignment as Backdoor.assign, keeping each item's distance to its code.
+        codes = vq.store.weight()
+        idx = vq.nearest(residual, codes)
+        dist = (residual - codes[idx]).norm(dim=1)
+        sizes = torch.bincount(idx, minlength=vq.num_codes)
+        prior = vq.prior()
+        rows = []
+        for c in range(vq.num_codes):
+            member = (idx == c).nonzero().flatten()
+            closest = member[dist[member].argsort()[:members]]
+            rows.append({"code": c, "prior": float(prior[c]), "size": int(sizes[c]),
+                         "prior_count": float(vq.prior_counts[c]),
+                         "top_items": closest.tolist(), "distances": dist[closest].tolist()})
+        levels.append({"level": name, "num_codes": vq.num_codes, "codes": rows})
+        coarse = idx if coarse is None else coarse
+        residual = residual - codes[idx]
+    report = {**_header(run), "num_items": int(r.confounder.shape[0]), "levels": levels}
+    arrays = {"confounder": r.confounder, "coarse": coarse, "coarse_codes": model.backdoor.levels[0].store.weight()}
+    return report, arrays
+
+
+def _num(x: float) -> str:
+    return "nan" if x != x else f"{x:.4f}"
+
+
+def render_user(rep: dict[str, Any]) -> str:
+    lines = [f"# User {rep['user']}: top {len(rep['top'])} of run {rep['run']} ({rep['model']})", "",
+             f"Checkpoint after epoch {rep['checkpoint_epoch']} (best epoch {rep['best_epoch']}); "
+             f"{rep['train_items']} training items masked. held out: the item is in the user's valid/test set.", ""]
+    if not rep["decomposed"]:
+        lines += ["| rank | item | score | held out |", "|---|---|---|---|"]
+        lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {t['held_out']} |" for t in rep["top"]]
+        return "\n".join(lines + ["", f"Note: {rep['note']}.", ""])
+    g = rep["gates"]
+    lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>, "
+              f"h_u = ẽ_u + g_fd h_u^fd (docs/MODEL.md §5); gates g_bd = {g['backdoor']:.4f}, "
+              f"g_fd = {g['frontdoor']:.4f}.", "",
+              "| rank | item | score | ID | back-door | front-door | codes | held out |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {_num(t['id'])} | {_num(t['backdoor'])} | "
+              f"{_num(t['frontdoor'])} | {'/'.join(map(str, t['codes'])) or '—'} | {t['held_out']} |" for t in rep["top"]]
+    refreshed = rep["last_refresh_epoch"]
+    lines += ["", f"## Training edges ({len(rep['edges'])}); causal subgraph "
+              + (f"last reconstructed at the start of epoch {refreshed}" if refreshed else "never reconstructed (all kept, weight 1)"),
+              "", "s = sigmoid(edge score); at refresh: the score that decided kept/pruned; now: at these weights.", "",
+              "| item | kept | weight | s at refresh | s now |", "|---|---|---|---|---|"]
+    lines += [f"| {e['item']} | {'kept' if e['kept'] else 'pruned'} | {_num(e['weight'])} | "
+              f"{_num(e['score_at_refresh'])} | {_num(e['score_now'])} |" for e in rep["edges"]]
+    return "\n".join(lines + [""])
+
+
+def render_codes(rep: dict[str, Any]) -> str:
+    lines = [f"# Codebook of run {rep['run']} (checkpoint after epoch {rep['checkpoint_epoch']})", "",
+             "prior: P(c) the back-door adjustment uses (counts of the refresh at the start of that epoch); "
+             f"items: assigned now, of {rep['num_items']}; top items: closest to the code vector (distance).", ""]
+    for level in rep["levels"]:
+        lines += [f"## {level['level']} ({level['num_codes']} codes)", "",
+                  "| code | prior | items | top items |", "|---|---|---|---|"]
+        lines += [f"| {c['code']} | {c['prior']:.4f} | {c['size']} | "
+                  + ", ".join(f"{i} ({d:.3f})" for i, d in zip(c["top_items"], c["distances"])) + " |"
+                  for c in level["codes"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="run directory (<run.storage_path>/<run.name>)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--user", type=int, help="explain this user's top-K")
+    what.add_argument("--codes", action="store_true", help="the codebook: per code prior, size, members; PNGs")
+    parser.add_argument("--k", type=int, default=20, help="top-K items (--user)")
+    parser.add_argument("--members", type=int, default=5, help="closest items listed per code (--codes)")
+    parser.add_argument("--out", help="directory for the PNGs of --codes (default <run>/explain)")
+    parser.add_argument("--data", help="dataset URL, when it moved since training (default: the config's data.url)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    args = parser.parse_args(argv)
+    try:
+        run = restore_run(args.run, args.data)
+        if args.user is not None:
+            rep = explain_user(run, args.user, args.k)
+            print(json.dumps(rep, indent=1) if args.json else render_user(rep))
+            return 0
+        rep, arrays = explain_codes(run, args.members)
+        from trainer.explain_plots import write_code_plots
+
+        rep["plots"] = write_code_plots(rep, arrays, args.out or f"{run.run_dir}/explain")
+        print(json.dumps(rep, indent=1) if args.json else render_codes(rep) + "\n" + "\n".join(
+            f"wrote {p}" for p in rep["plots"]))
+        return 0
+    except RestoreError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
