@@ -108,7 +108,6 @@ class CausalRec(nn.Module):
         self.cfg = cfg
         self.backbone = LightGCN(tables.num_users, tables.num_items, tables.dim, num_layers, adjacency, tables,
                                  reg_weight=reg_weight, reg_type=reg_type)
-        self.tables = tables
         dim = tables.dim
         names = sorted(features)
         # Content features are data, rebuilt from the dataset: a plain attribute like the adjacency.
@@ -124,6 +123,12 @@ class CausalRec(nn.Module):
             self.gate_backdoor.data.zero_()
         self.gate_frontdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)))
         self.to_device(tables.device)
+
+    @property
+    def tables(self) -> IdTables:
+        # The backbone owns the tables; registering them here too would give DMP two paths to
+        # one collection ("optimizer already collected") and the state dict two copies.
+        return self.backbone.tables
 
     def to_device(self, device: torch.device | str) -> "CausalRec":
         self.backbone.to_device(device)

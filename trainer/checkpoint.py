@@ -418,4 +418,4 @@ def best_checkpoint(candidates: list[tuple[Any, dict]], best_epoch: int) -> Any 
             return ckpt
     if of_epoch:
         return of_epoch[0]
-    return max(candidates, key=lambda cm: cm[1].get("valid_score", float("-inf")))[0]
+    return max(candidates, key=lambda cm: cm[1].get("checkpoint_score", cm[1].get("valid_score", float("-inf"))))[0]

@@ -31,8 +31,9 @@ Plus each run's mean (per seed) and mean ± sample std (n - 1) over a side's see
 
 Per-user vectors are cached next to the run as `per_user_<split>.npz` (`per_user_test_valid_masked.npz`
 with `--mask-valid`), written under a temporary name and renamed; a cache is used only when it was
-computed from the same checkpoint path, the same train_state.json and holds the metrics asked for,
-so repeated comparisons restore no model. `--no-cache` recomputes (and rewrites) it.
+computed from the same checkpoint path (symlinks resolved), the same train_state.json and holds the
+metrics asked for, so repeated comparisons restore no model; the consistency check runs on cached
+values too. `--no-cache` recomputes (and rewrites) it.
 """
 
 from __future__ import annotations
@@ -201,8 +202,11 @@ def consistency(pu: PerUser, tolerance: float = 1e-6) -> dict[str, Any]:
     diff = max((abs(r - c) for r, c in rows.values()), default=float("nan"))
     users = pu.recorded.get("num_users")
     ok = bool(rows) and diff <= tolerance and (users is None or int(users) == len(pu.users))
-    return {"metrics": rows, "max_abs_diff": diff, "recorded_users": users, "users": int(len(pu.users)),
-            "tolerance": tolerance, "ok": ok}
+    out = {"metrics": rows, "max_abs_diff": diff, "recorded_users": users, "users": int(len(pu.users)),
+           "tolerance": tolerance, "ok": ok}
+    if not rows:
+        out["reason"] = f"metrics.json records none of {sorted(pu.values)} for this split"
+    return out
 
 
 def paired_t(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
@@ -377,8 +381,9 @@ def run(a_dirs: list[str], b_groups: list[list[str]], metrics: list[str], split:
     bad = [pu for pu in loaded.values() if not pu.check["ok"]]
     if bad and not allow_mismatch:
         raise CompareError("consistency check failed: per-user means do not reproduce metrics.json for "
-                           + "; ".join(f"{pu.run_dir} ({json.dumps(pu.check['metrics'])}, users "
-                                       f"{pu.check['users']} vs recorded {pu.check['recorded_users']})" for pu in bad)
+                           + "; ".join(f"{pu.run_dir} ({pu.check.get('reason') or json.dumps(pu.check['metrics'])}, "
+                                       f"users {pu.check['users']} vs recorded {pu.check['recorded_users']})"
+                                       for pu in bad)
                            + " (--allow-mismatch reports anyway)")
     return {"split": split, "mask_valid": mask_valid, "metrics": list(metrics), "resamples": resamples,
             "bootstrap_seed": seed, "tolerance": tolerance,

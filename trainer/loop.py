@@ -173,6 +173,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
         score = valid[cfg.eval.select_metric]
         metrics["valid_score"] = score
+        # What Ray ranks checkpoints by: the valid score, ties going to the earlier epoch. Valid
+        # metrics move in steps of 1/#users, so ties are common, and the loop's best epoch is the
+        # first of a tie (strict improvement); with the plain score Ray could keep a later tied
+        # checkpoint and drop the best epoch's.
+        metrics["checkpoint_score"] = score - 1e-12 * (epoch + 1)
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_evals = score, epoch + 1, 0
             state.best_valid = valid

@@ -99,7 +99,7 @@ def fit(cfg: Config, callbacks: list[Any] | None = None) -> dict[str, Any]:
             # Ray keeps the two best-valid checkpoints and always the latest: the best for results
             # and trainer/restore.py, the latest to resume from, and at least one older complete
             # one to fall back to if the latest turns out corrupt (trainer/checkpoint.py).
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="valid_score",
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="checkpoint_score",
                                                checkpoint_score_order="max"),
         ),
     )

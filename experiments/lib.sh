@@ -1,0 +1,77 @@
+# Shared by experiments/tiktok_*.sh (sourced, not run): settings from the environment and a small
+# job pool that trains runs JOBS at a time, skipping the finished ones.
+#
+#   RUNS        where run directories go: passed as --run.storage_path (default: runs, as in the configs)
+#   JOBS        runs trained at once (default 1). Each trainer/main.py starts its own local Ray
+#               over all cores (or joins a running `ray start` / cluster/local.py cluster), so on a
+#               small machine more than 1 mostly splits the same cores.
+#   SEEDS       default "0 1 2"
+#   LOGS        one log per run, <LOGS>/<run name>.log (default: logs/experiments)
+#   EXTRA_ARGS  more --section.key=value overrides for every run, e.g. "--scaling.num_workers=2"
+#   DRY_RUN=1   print the commands instead of running them
+#   PY          the Python to use (default: .venv/bin/python)
+
+PY=${PY:-.venv/bin/python}
+RUNS=${RUNS:-runs}
+JOBS=${JOBS:-1}
+SEEDS=${SEEDS:-0 1 2}
+LOGS=${LOGS:-logs/experiments}
+DRY_RUN=${DRY_RUN:-0}
+read -r -a EXTRA <<< "${EXTRA_ARGS:-}"
+
+if ! [[ $JOBS =~ ^[1-9][0-9]*$ ]]; then
+  echo "error: JOBS must be a positive integer, got '$JOBS'" >&2
+  exit 2
+fi
+
+# Names of the runs that failed, one per line (written by the background jobs).
+FAILED_LIST=$(mktemp)
+trap 'rm -f "$FAILED_LIST"' EXIT
+
+# finished NAME: true when the run has written its results (trainer/main.py writes metrics.json
+# at the very end). A run directory without it is an interrupted run: trainer/main.py resumes it
+# from its newest complete checkpoint when started again under the same name.
+finished() {
+  [[ -f "$RUNS/$1/metrics.json" ]]
+}
+
+# train NAME CONFIG [OVERRIDE ...]: train run NAME from CONFIG in the background, waiting first
+# until fewer than JOBS runs are going. Skips a finished run.
+train() {
+  local name=$1 config=$2
+  shift 2
+  if finished "$name"; then
+    echo "skip  $name ($RUNS/$name/metrics.json exists)"
+    return 0
+  fi
+  local cmd=("$PY" trainer/main.py --config "$config" "--run.name=$name" "--run.storage_path=$RUNS"
+             "$@" ${EXTRA[@]+"${EXTRA[@]}"})
+  if [[ $DRY_RUN == 1 ]]; then
+    echo "${cmd[*]}"
+    return 0
+  fi
+  while (( $(jobs -rp | wc -l) >= JOBS )); do
+    wait -n || true  # a failure is recorded by the job itself
+  done
+  mkdir -p "$LOGS"
+  echo "start $name (log: $LOGS/$name.log)"
+  (
+    if "${cmd[@]}" > "$LOGS/$name.log" 2>&1; then
+      echo "done  $name"
+    else
+      echo "FAIL  $name (exit $?; see $LOGS/$name.log)"
+      echo "$name" >> "$FAILED_LIST"
+    fi
+  ) &
+}
+
+# finish: wait for every run; exit status 1 (naming them) if any failed.
+finish() {
+  wait
+  [[ $DRY_RUN == 1 ]] && return 0
+  if [[ -s $FAILED_LIST ]]; then
+    echo "failed runs: $(tr '\n' ' ' < "$FAILED_LIST")" >&2
+    return 1
+  fi
+  echo "all runs finished"
+}
