@@ -45,7 +45,7 @@ class CausalConfig:
         "Initial value of the learnable scalar gates g_bd, g_fd that scale the back-door and front-door terms in "
         "the score (ReZero-style): 0 starts the model as its LightGCN backbone and lets training decide how much "
         "of each term to use; unscaled content terms swamp the small ID rows at the start and overfit "
-        "(TikTok: valid Recall@20 0.026 with only the content term on and ungated; docs/MODEL.md §5).")})
+        "(docs/MODEL.md §5).")})
     content_in_score: bool = field(default=True, metadata={"doc": (
         "x^bd enters the item's score (the design). false: the back-door-adjusted content shapes the model only "
         "through the front-door (edge scores of the causal subgraph, the cross-sample dictionary) and the "

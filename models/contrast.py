@@ -41,7 +41,7 @@ class ContrastConfig:
                         "the same sign pattern (0: none).", 0.0)
     detach_anchor: bool = _doc("The ID view is the fixed target (detached): L_cl teaches the second view to "
                                "predict collaborative taste and cannot pull the ID rows away from the ranking "
-                               "loss (measured on TikTok: with a trained anchor BPR stalled).", True)
+                               "loss (docs/MODEL.md §5).", True)
     max_nodes: int = _doc("At most this many distinct users (and items) of the batch enter each InfoNCE "
                           "(memory ~ max_nodes^2); a random subset when there are more.", 4096)
 

@@ -55,7 +55,7 @@ class FrontdoorConfig:
     output: Literal["mlp", "sum"] = _doc(
         "h^fd = `mlp`([m ; x̄]) (the design), or `sum` = m + x̄ (no output network: h^fd stays on the scale of the "
         "regularised ID rows it is propagated from; an unregularised MLP can grow the scores and fit the "
-        "training pairs within a few epochs, measured on TikTok).", "sum")
+        "training pairs; docs/MODEL.md §5).", "sum")
     topo_loss: Literal["bce", "bpr"] = _doc(
         "L_topo on the batch's (user, positive, negative) triples: `bce` = -log s(u,pos) - log(1 - s(u,neg)) "
         "(calibrated scores: a threshold and the edge weights mean something), `bpr` = -log sigmoid(l_pos - l_neg) "
