@@ -30,9 +30,11 @@ ABLATIONS=(no_diffusion no_backdoor flat_codebook no_frontdoor no_topology)
 skipped=0
 
 # seeds GROUP: the run directories GROUP_s<seed> for every seed, one per line.
-seeds() {
+ABLATION_SEEDS=${ABLATION_SEEDS:-$SEEDS}   # the ablation tables may use fewer seeds than the main one
+
+seeds() {   # seeds NAME [SEED_LIST]
   local seed
-  for seed in $SEEDS; do echo "$RUNS/${1}_s${seed}"; done
+  for seed in ${2:-$SEEDS}; do echo "$RUNS/${1}_s${seed}"; done
 }
 
 # ready SECTION DIR...: true when every run directory is finished, else warn and count a skip.
@@ -84,17 +86,17 @@ if ready tiktok-seeds "${MAIN_RUNS[@]}"; then
 fi
 
 # The ablations: mean ± std per variant, then full vs each variant.
-mapfile -t ABL_RUNS < <(for v in full "${ABLATIONS[@]}"; do seeds "tiktok_causal_$v"; done)
+mapfile -t ABL_RUNS < <(for v in full "${ABLATIONS[@]}"; do seeds "tiktok_causal_$v" "$ABLATION_SEEDS"; done)
 if ready tiktok-ablation "${ABL_RUNS[@]}"; then
   ensure_section tiktok-ablation "TikTok ablations of the causal model (mean ± std over seeds)"
   run "$PY" -m trainer.report --group-seeds "${ABL_RUNS[@]}" --markdown-section tiktok-ablation --write "$DOC"
 
   b_args=()
   for v in "${ABLATIONS[@]}"; do
-    mapfile -t group < <(seeds "tiktok_causal_$v")
+    mapfile -t group < <(seeds "tiktok_causal_$v" "$ABLATION_SEEDS")
     b_args+=(--b "${group[@]}")
   done
-  mapfile -t full < <(seeds tiktok_causal_full)
+  mapfile -t full < <(seeds tiktok_causal_full "$ABLATION_SEEDS")
   ensure_section tiktok-ablation-paired "TikTok ablations: full model vs each variant (paired tests)"
   run "$PY" -m trainer.compare --a "${full[@]}" "${b_args[@]}" --metric "${METRIC_ARGS[@]}" \
       --json "$RUNS/tiktok_ablation_paired.json" --markdown-section tiktok-ablation-paired --write "$DOC"
