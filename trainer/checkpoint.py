@@ -53,6 +53,7 @@ class TrainState:
     best_valid: dict = field(default_factory=dict)
     best_test: dict = field(default_factory=dict)
     best_test_valid_masked: dict = field(default_factory=dict)
+    best_unbiased_test: dict = field(default_factory=dict)  # UNBIASED_TEST at the best-valid epoch (simulator data)
     world_size: int = 1
     plan: str = ""
     history: list = field(default_factory=list)  # one dict of scalar metrics per epoch

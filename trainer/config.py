@@ -74,6 +74,7 @@ class TrainSection:
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
     embedding_kernel: Literal["dense", "fused"] = doc("TorchRec compute kernel for ID tables: `dense` (a torch optimizer steps the tables) or `fused` (FBGEMM applies the update inside backward).", "dense")
     sharding: Literal["auto", "table_wise", "column_wise", "row_wise", "data_parallel"] = doc("How ID tables are sharded across workers; `auto` lets TorchRec's planner choose (table-wise on CPU with 2+ workers).", "auto")
+    max_steps_per_epoch: int = doc("End each epoch after this many steps (0: a full pass over the training edges). For timing and smoke runs at catalog scale (benchmarks/scale.py): an epoch then sees only part of the data.", 0)
     eval_every: int = doc("Evaluate on valid every this many epochs.", 1)
     patience: int = doc("Stop after this many evaluations without a better valid `eval.select_metric`.", 20)
     checkpoint_every: int = doc("Also write a checkpoint every this many epochs even without improvement (0: only on improvement).", 10)
@@ -88,6 +89,7 @@ class EvalSection:
     select_metric: str = doc("Valid metric that selects the epoch (early stopping, best checkpoint).", "recall@20")
     user_chunk: int = doc("Users scored at once in full-ranking evaluation (memory ~ user_chunk x item_chunk floats; small blocks stay in CPU cache).", 256)
     item_chunk: int = doc("Items scored at once in full-ranking evaluation (raise both on a GPU).", 65536)
+    sample_users: int = doc("Quick checks at catalog scale: evaluate only this many users per split, drawn uniformly without replacement (seeded by `run.seed`, the same users at every evaluation) from the users with a held-out item; every item is still ranked. The metrics then carry `sampled_users` / `sampled_from` and results.md labels them (sampled N of M users): they estimate, with sampling error, the full-evaluation figures and are not comparable to published ones. 0 = all users (the protocol).", 0)
 
 
 @dataclass
@@ -222,10 +224,12 @@ def validate(cfg: Config) -> None:
         (cfg.model.lightgcn.eval_chunk_edges > 0, "model.lightgcn.eval_chunk_edges", cfg.model.lightgcn.eval_chunk_edges, "must be positive"),
         (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
         (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),
+        (cfg.train.max_steps_per_epoch >= 0, "train.max_steps_per_epoch", cfg.train.max_steps_per_epoch, "must be >= 0 (0 = full epochs)"),
         (cfg.train.eval_every > 0, "train.eval_every", cfg.train.eval_every, "must be positive"),
         (cfg.train.learning_rate > 0, "train.learning_rate", cfg.train.learning_rate, "must be positive"),
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
+        (cfg.eval.sample_users >= 0, "eval.sample_users", cfg.eval.sample_users, "must be >= 0 (0 = all users)"),
         (bool(cfg.eval.ks) and all(isinstance(k, int) and k > 0 for k in cfg.eval.ks), "eval.ks", cfg.eval.ks, "must be a non-empty list of positive integers"),
     ]
     for ok, key, value, why in checks:

@@ -231,6 +231,22 @@ def ranking_metrics(
     return {key: out[key] for key in metric_keys(ks)}
 
 
+def sample_eval_users(targets: CSR, n: int, seed: int) -> tuple[np.ndarray | None, int]:
+    """(sorted user ids, number of eligible users) for an evaluation on a random sample of users.
+
+    Eligible users are those with at least one held-out item in ``targets`` (the only users
+    :func:`evaluate` counts). ``n`` of them are drawn uniformly without replacement from a stream
+    keyed by ``seed`` alone, so every evaluation of a run scores the same users. Returns ``None``
+    for the ids (evaluate everyone: the protocol) when ``n <= 0`` or ``n`` covers every eligible user.
+    Cost: O(number of users), once per call.
+    """
+    eligible = np.flatnonzero(np.diff(targets.indptr) > 0)
+    if n <= 0 or n >= len(eligible):
+        return None, len(eligible)
+    rng = np.random.default_rng([seed, 0xE7A1])  # its own stream, apart from the training ones
+    return np.sort(rng.choice(eligible, size=n, replace=False)), len(eligible)
+
+
 def _check_shapes(user_emb: torch.Tensor, item_emb: torch.Tensor, targets: CSR, exclude: Sequence[CSR]) -> None:
     if user_emb.device != item_emb.device or user_emb.shape[1] != item_emb.shape[1]:
         raise ValueError("user_emb and item_emb must share device and dimension")

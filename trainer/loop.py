@@ -14,6 +14,7 @@ evaluation writes a checkpoint; Ray keeps the best-valid one and the latest.
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 import time
 from dataclasses import asdict
@@ -34,7 +35,7 @@ from trainer import checkpoint
 from trainer.checkpoint import TrainState
 from trainer.config import Config
 from trainer.dense_engine import build_stepper
-from trainer.evaluate import evaluate
+from trainer.evaluate import evaluate, sample_eval_users
 from trainer.faults import FaultInjector
 from trainer.sharding import shard_model
 from trainer.tracking import Tracker
@@ -56,6 +57,18 @@ def _all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (VmHWM), in MiB.
+
+    /proc first: getrusage's ru_maxrss survives exec, so it can be the parent's high-water mark.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _mean_over_ranks(value: float, device: torch.device) -> float:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return value
@@ -69,15 +82,24 @@ class Evaluator:
 
     def __init__(self, cfg: Config, splits: dict[Split, CSR], rank: int, world_size: int) -> None:
         self.cfg, self.splits, self.rank, self.world_size = cfg, splits, rank, world_size
+        # eval.sample_users > 0: the same seeded sample of each split's users at every evaluation,
+        # labelled in the metrics (`sampled_users` of `sampled_from`); identical on every rank.
+        self.samples = {s: sample_eval_users(csr, cfg.eval.sample_users, cfg.run.seed) for s, csr in splits.items()
+                        if s != Split.TRAIN}
 
     def __call__(self, model: torch.nn.Module, target: Split, mask_valid: bool = False) -> dict[str, float]:
         with torch.no_grad():
             user_emb, item_emb = model.final_embeddings()
         exclude = [self.splits[Split.TRAIN]] + ([self.splits[Split.VALID]] if mask_valid else [])
-        result = evaluate(user_emb, item_emb, self.splits[target], exclude, ks=tuple(self.cfg.eval.ks),
+        if target == Split.UNBIASED_TEST:  # drawn apart from all of a user's observed items: mask them all
+            exclude = [self.splits[s] for s in (Split.TRAIN, Split.VALID, Split.TEST)]
+        users, eligible = self.samples[target]
+        result = evaluate(user_emb, item_emb, self.splits[target], exclude, ks=tuple(self.cfg.eval.ks), users=users,
                           user_chunk=self.cfg.eval.user_chunk, item_chunk=self.cfg.eval.item_chunk,
                           rank=self.rank, world_size=self.world_size, reduce=True)
-        return result.metrics
+        if users is None:
+            return result.metrics
+        return {**result.metrics, "sampled_users": result.num_users, "sampled_from": eligible}
 
 
 def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +114,10 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     # and a background prefetch, data_loaders/stream.py); the shares are merged over the group.
     dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None,
                            verify_share=(rank, world_size))
-    splits = interaction_csrs(dataset, (Split.TRAIN, Split.VALID, Split.TEST), rank=rank, world_size=world_size,
+    # The simulator's UNBIASED_TEST split (docs/SIMULATOR.md), when present, is evaluated with test.
+    unbiased = dataset.manifest.splits.get(Split.UNBIASED_TEST.name.lower(), 0) > 0
+    wanted = (Split.TRAIN, Split.VALID, Split.TEST) + ((Split.UNBIASED_TEST,) if unbiased else ())
+    splits = interaction_csrs(dataset, wanted, rank=rank, world_size=world_size,
                               all_gather=_all_gather_objects)
     train = splits[Split.TRAIN]
     features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
@@ -149,6 +174,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             from ray.experimental.tqdm_ray import tqdm
             steps = tqdm(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}")
         for step, batch in enumerate(steps):
+            if cfg.train.max_steps_per_epoch and step >= cfg.train.max_steps_per_epoch:  # a timing/smoke run
+                break
             faults.maybe_fail(epoch * sampler.steps_per_epoch() + step)
             out = stepper.forward(torch.as_tensor(batch.users, device=device),
                                   torch.as_tensor(batch.positives, device=device),
@@ -159,6 +186,9 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             losses.append(float(out["loss"].detach()))
         metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
                                    "epoch_seconds": time.perf_counter() - started, **epoch_stats}
+        # Peak memory of every worker process so far (benchmarks/scale.py): the largest, and per rank.
+        metrics["peak_rss_mb_ranks"] = [round(m, 1) for m in _all_gather_objects(_peak_rss_mb())]
+        metrics["peak_rss_mb"] = max(metrics["peak_rss_mb_ranks"])
         state.epoch = epoch + 1
         evaluate_now = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
         if not evaluate_now:
@@ -183,6 +213,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             state.best_valid = valid
             state.best_test = evaluator(inner, Split.TEST)
             state.best_test_valid_masked = evaluator(inner, Split.TEST, mask_valid=True)
+            if unbiased:
+                state.best_unbiased_test = evaluator(inner, Split.UNBIASED_TEST)
         else:
             state.bad_evals += 1
         metrics["best_epoch"] = state.best_epoch

@@ -96,7 +96,7 @@ def comparison_table(run_dirs: list[str], published: list[dict[str, Any]] | None
                  f"{m['best_epoch']} / {m['epoch']}"]
         cells += [f"{test[key]:.4f}" for key, _ in COLUMNS]
         cells += [f"{m['best_test_valid_masked']['recall@20']:.4f}", f"{m['best_valid']['recall@20']:.4f}",
-                  str(test.get("num_users", "?"))]
+                  str(test.get("num_users", "?")) + (" (sampled)" if "sampled_users" in test else "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + _published_lines(published, datasets))
 
@@ -146,7 +146,8 @@ def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = 
             raise SystemExit(f"error: seed group {group} has the same seed twice: "
                              f"{[(run_name(d), s) for (d, _), s in zip(runs, seeds)]}")
         datasets += sorted(data)
-        users = sorted({str(m["best_test"].get("num_users", "?")) for _, m in runs})
+        users = sorted({str(m["best_test"].get("num_users", "?")) + (" (sampled)" if "sampled_users" in m["best_test"] else "")
+                        for _, m in runs})
         cells = [group, models.pop(), data.pop(), ", ".join(map(str, seeds)),
                  ", ".join(str(m["best_epoch"]) for _, m in runs)]
         cells += [_mean_std([m["best_test"][key] for _, m in runs]) for key, _ in COLUMNS]

@@ -28,17 +28,27 @@ def _write_atomically(url: str, text: str, storage_options: dict) -> None:
     fs.mv(tmp, path)
 
 
+def users_label(metrics: dict[str, Any]) -> str:
+    """The users an evaluation counted: "N users", or "sampled N of M users" (`eval.sample_users`)."""
+    if "sampled_users" in metrics:
+        return f"sampled {metrics['sampled_users']} of {metrics.get('sampled_from', '?')} users"
+    return f"{metrics.get('num_users', '?')} users"
+
+
 def render(summary: dict[str, Any], cfg: Config, plots: list[str] | tuple[str, ...] = ()) -> str:
     """results.md; `plots`: PNG file names in the same directory to embed (none for a sweep's summary)."""
     ks = tuple(cfg.eval.ks)
-    users = summary["best_test"].get("num_users", "?")
+    sampled = ([f"Evaluated on a random sample of users (`eval.sample_users: {cfg.eval.sample_users}`, seed "
+                f"{cfg.run.seed}): estimates of the full-ranking figures, not comparable to published ones.", ""]
+               if "sampled_users" in summary["best_test"] else [])
     return "\n".join([
         f"# {cfg.run.name}: {cfg.model.name} on {cfg.data.url}",
         "",
         f"Best valid {cfg.eval.select_metric} {summary['best_score']:.4f} at epoch {summary['best_epoch']} "
         f"(of {summary['epoch']} run); test figures are that epoch's.",
         "",
-        f"## Test ({users} users; training items masked)",
+        *sampled,
+        f"## Test ({users_label(summary['best_test'])}; training items masked)",
         "",
         metrics_table(summary["best_test"], ks),
         "",
@@ -46,11 +56,14 @@ def render(summary: dict[str, Any], cfg: Config, plots: list[str] | tuple[str, .
         "",
         metrics_table(summary["best_test_valid_masked"], ks),
         "",
-        f"## Valid ({summary['best_valid'].get('num_users', '?')} users)",
+        f"## Valid ({users_label(summary['best_valid'])})",
         "",
         metrics_table(summary["best_valid"], ks),
         "",
-    ] + (["## Plots", "", *(f"![{TITLES.get(name, name)}]({name})" for name in plots), ""] if plots else []))
+    ] + ([f"## Unbiased test ({users_label(summary['best_unbiased_test'])}; the simulator's "
+          "uniform-exposure split, train, valid and test items masked)", "",
+          metrics_table(summary["best_unbiased_test"], ks), ""] if summary.get("best_unbiased_test") else [])
+      + (["## Plots", "", *(f"![{TITLES.get(name, name)}]({name})" for name in plots), ""] if plots else []))
 
 
 def write_results(summary: dict[str, Any], cfg: Config) -> str:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from data_loaders.format import Split
+from data_loaders.graph import interaction_csr
+from data_loaders.stream import open_dataset
 from trainer.config import load_config
 from trainer.main import fit
 from trainer.results import write_results
@@ -44,6 +47,12 @@ def test_one_and_two_workers_agree_and_write_results(ray_session, tiny_synthetic
     metrics = json.loads((tmp_path / "w1" / "metrics.json").read_text())
     assert metrics["best_test"]["recall@20"] == one["best_test"]["recall@20"]
     assert "| recall |" in table and (tmp_path / "w1" / "results.md").read_text() == table
+    # The simulator's unbiased_test split is evaluated with test, over every user who has items in it.
+    users = int((interaction_csr(open_dataset(tiny_synthetic), Split.UNBIASED_TEST).degrees() > 0).sum())
+    unbiased = metrics["best_unbiased_test"]
+    assert unbiased["recall@20"] == one["best_unbiased_test"]["recall@20"] > 0 and unbiased["num_users"] == users > 350
+    assert abs(unbiased["recall@20"] - two["best_unbiased_test"]["recall@20"]) <= 0.02
+    assert f"## Unbiased test ({users} users" in table
 
 
 def test_restart_continues_from_checkpoint(ray_session, tiny_synthetic, tmp_path: Path) -> None:

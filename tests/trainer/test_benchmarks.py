@@ -1,0 +1,55 @@
+"""Smoke tests of the catalog-scale benchmark scripts at tiny sizes (they never touch docs/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = ("eval_speed", "scale", "profile_step")
+
+
+def _run(*args: str) -> str:
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(script: str) -> None:
+    assert "usage:" in _run(f"benchmarks/{script}.py", "--help")
+
+
+def test_eval_speed_tiny() -> None:
+    out = _run("benchmarks/eval_speed.py", "--items", "500,2000", "--users", "300", "--baby", "", "--threads", "1",
+               "--no-record")
+    assert "| 500 random | 300 |" in out and "| 2,000 random | 300 |" in out
+
+
+def test_profile_step_tiny(tiny_synthetic: str, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"data": {"url": tiny_synthetic}, "model": {"name": "lightgcn"},
+                                      "train": {"batch_size": 64}}))
+    out = _run("benchmarks/profile_step.py", "--config", str(config), "--steps", "1", "--warmup", "1",
+               "--top", "3", "--no-record")
+    assert "**lightgcn**" in out and "| op | self CPU ms / step |" in out
+
+
+@pytest.mark.ray
+def test_scale_tiny(ray_session, tmp_path: Path, capsys) -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks import scale
+
+    scale.main(["--sizes", "300,600", "--steps", "2", "--eval-users", "50", "--modalities", "image:4",
+                "--data-dir", str(tmp_path / "data"), "--no-record"])
+    out = capsys.readouterr().out
+    assert "| 300 | 300 |" in out and "| 600 | 600 |" in out  # generation rows
+    assert "2 of" in out and "x the linear prediction from 300" in out
+    # A second run reuses the datasets instead of generating them again.
+    scale.main(["--sizes", "300", "--steps", "1", "--eval-users", "20", "--modalities", "image:4",
+                "--data-dir", str(tmp_path / "data"), "--no-record"])
+    assert "(reused)" in capsys.readouterr().out
