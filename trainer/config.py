@@ -146,6 +146,12 @@ def _coerce(value: Any, annotation: Any, key: str, source: str) -> Any:
             raise bad
         return value
     if annotation is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; accept any numeric spelling of a float.
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)

@@ -60,3 +60,11 @@ def test_every_shipped_config_loads() -> None:
     assert configs, "configs/ should hold the experiment files"
     for path in configs:
         load_config(str(path))
+
+
+def test_float_overrides_in_any_numeric_spelling() -> None:
+    # YAML reads "1e-4" as a string (no dot); a float key still takes it, a non-number is named.
+    cfg = load_config(None, ["--train.learning_rate=1e-4", "--model.reg_weight=2E-3"])
+    assert cfg.train.learning_rate == pytest.approx(1e-4) and cfg.model.reg_weight == pytest.approx(2e-3)
+    with pytest.raises(ConfigError, match="train.learning_rate"):
+        load_config(None, ["--train.learning_rate=fast"])
