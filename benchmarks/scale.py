@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         for size in sizes:
             data = prepare(size, Path(args.data_dir), args.modalities, args.regenerate)
             gen_rows.append(f"| {size:,} | {size:,} | {data['rows']:,} | {data['wall']:.1f} | {data['cpu']:.1f} | "
-                            f"{data['rss']:.0f} |")
-            print(gen_rows[-1] + (" (reused)" if data["reused"] else ""), flush=True)
+                            f"{data['rss']:.0f} |" + (" reused (figures of its generation) |" if data["reused"] else " |"))
+            print(gen_rows[-1], flush=True)
             t = train(data["url"], size, args, storage)
             spe = steps_per_epoch(data["train"], args.workers)
             steps = min(args.steps, spe) if args.steps else spe
@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "Generation (one process, streamed into the writer):",
         "",
-        "| users | items | interaction rows | s (wall) | s (CPU) | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|",
+        "| users | items | interaction rows | s (wall) | s (CPU) | peak RSS (MiB) | |",
+        "|---|---|---|---|---|---|---|",
         *gen_rows,
         "",
         "Training (ratio = extrapolated epoch / (previous one x ratio of training edges); 1.0 is linear):",
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     ]) + verdict
     print(table)
     if not args.no_record:
-        record_section(f"scale-{args.kernel}", table)
+        record_section(f"scale-{args.kernel}-{f'{args.steps}steps' if args.steps else 'epoch'}", table)
 
 
 if __name__ == "__main__":

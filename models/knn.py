@@ -12,8 +12,11 @@ items against column blocks of `col_chunk` items with one matmul each, and a run
 row is merged block by block. Time O(I^2 d) for the matmuls plus O(I^2 (1 + k / col_chunk)) for
 the top-k selections; peak extra memory O(row_chunk * (col_chunk + k)) floats, independent of I
 (two blocks of 64 MiB at the defaults), besides the O(I d) normalised features and the O(I k)
-result. A million 128-d items is about 1.3e14 multiply-adds: hours on a few CPU cores, minutes on
-a GPU, in the same bounded memory.
+result. Chunking bounds memory, not work: ceil(I / row_chunk) x ceil(I / col_chunk) block matmuls of
+O(row_chunk * col_chunk * d) each, i.e. O(I^2 d / (row_chunk * col_chunk)) blocks of fixed cost and
+O(I^2 d) in all; this is the one cost of the models that grows with the square of the catalog
+(built once per run; docs/BENCHMARKS.md times it). A million 128-d items is about 1.3e14
+multiply-adds: hours on a few CPU cores, minutes on a GPU, in the same bounded memory.
 
 Ties in similarity (duplicate feature rows) may be broken differently from a dense
 `torch.topk` over a whole row; the selected *similarities* are the same.

@@ -36,13 +36,21 @@ def _bpr(tables: IdTables, **args: Any) -> nn.Module:
     return BPRMF(tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"])
 
 
+def _adjacency(args: dict[str, Any]) -> torch.Tensor | None:
+    """The adjacency argument, built now if it was passed as a zero-argument callable (lazy)."""
+    adjacency = args["adjacency"]
+    return adjacency() if callable(adjacency) else adjacency
+
+
 def _lightgcn(tables: IdTables, **args: Any) -> nn.Module:
     cfg = args["options"] or LightGCNConfig()
-    if cfg.graph_mode == "full" and args["adjacency"] is None:
+    # Sampled mode never uses the full adjacency: not even built (at 1M users and items it is GBs).
+    adjacency = _adjacency(args) if cfg.graph_mode == "full" else None
+    if cfg.graph_mode == "full" and adjacency is None:
         raise ValueError("build_model('lightgcn') needs the normalised adjacency")
     if cfg.graph_mode == "sampled" and args["train"] is None:
         raise ValueError("build_model('lightgcn') with graph_mode 'sampled' needs the training graph")
-    return LightGCN(args["num_users"], args["num_items"], args["dim"], args["num_layers"], args["adjacency"],
+    return LightGCN(args["num_users"], args["num_items"], args["dim"], args["num_layers"], adjacency,
                     tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"], cfg=cfg, train=args["train"],
                     seed=args["seed"])
 
@@ -62,9 +70,10 @@ def _freedom(tables: IdTables, **args: Any) -> nn.Module:
 
 
 def _causal(tables: IdTables, **args: Any) -> nn.Module:
-    if args["train"] is None or args["adjacency"] is None or not args["features"]:
+    adjacency = _adjacency(args)
+    if args["train"] is None or adjacency is None or not args["features"]:
         raise ValueError("build_model('causal') needs the training graph, its adjacency and the item features")
-    return CausalRec(tables, num_layers=args["num_layers"], adjacency=args["adjacency"], features=args["features"],
+    return CausalRec(tables, num_layers=args["num_layers"], adjacency=adjacency, features=args["features"],
                      train=args["train"], reg_weight=args["reg_weight"], reg_type=args["reg_type"],
                      cfg=args["options"] or CausalConfig())
 
@@ -80,7 +89,8 @@ _BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {
 _USER_DIM_FACTOR: dict[ModelName, int] = {ModelName.VBPR: 2}
 
 
-def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjacency: torch.Tensor | None,
+def build_model(name: ModelName | str, *, num_users: int, num_items: int,
+                adjacency: torch.Tensor | Callable[[], torch.Tensor] | None,
                 dim: int, num_layers: int, reg_weight: float, init: InitScheme | str = InitScheme.XAVIER,
                 init_std: float = 0.1, reg_type: RegType | str = RegType.MMREC,
                 device: torch.device | str, features: dict[str, torch.Tensor] | None = None,
@@ -92,6 +102,8 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int, adjace
     `features` are the item content features per modality (row i = item i), `train` the
     training graph, `seed` the run's seed (for per-epoch randomness identical on all ranks),
     `options` the model's own typed config section (e.g. `FreedomConfig`, `LightGCNConfig`), or None.
+    `adjacency` (the normalised user-item adjacency) may be a zero-argument callable: it is then
+    built only for a model that uses it (full-graph LightGCN, the causal model).
     """
     try:
         key = ModelName(name)

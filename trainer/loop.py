@@ -122,7 +122,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     train = splits[Split.TRAIN]
     features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
     model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                        adjacency=lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
+                        adjacency=lambda: lightgcn_adjacency(train),  # built only by models that use it
+                        dim=cfg.model.embedding_dim,
                         num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
                         init=cfg.model.init, init_std=cfg.model.init_std, device=device,
                         features=features, train=train, seed=cfg.run.seed,

@@ -115,7 +115,7 @@ def build_from_config(cfg: Config, dataset: Dataset, splits: dict[Split, CSR],
     features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
     torch.manual_seed(cfg.run.seed)  # no effect on loaded weights; keeps anything not loaded reproducible
     return build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                       adjacency=lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
+                       adjacency=lambda: lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
                        num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,
                        features=features, train=train, seed=cfg.run.seed,

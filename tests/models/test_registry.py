@@ -53,3 +53,22 @@ def test_lightgcn_sampled_mode_needs_the_training_graph_not_the_adjacency():
     assert model.graph_mode == "sampled" and model.sampler.fanouts == [2] and model.seed == 5
     out = model(torch.tensor([0, 2]), torch.tensor([0, 0]), torch.tensor([1, 1]))
     assert torch.isfinite(out["loss"])
+
+
+def test_a_lazy_adjacency_is_built_only_by_models_that_use_it():
+    from data_loaders.graph import CSR
+    from models.lightgcn import LightGCNConfig
+
+    calls = []
+
+    def lazy() -> torch.Tensor:
+        calls.append(1)
+        return _adjacency()
+
+    train = CSR.from_pairs([0, 1, 2, 2], [0, 1, 0, 1], 3, 2)
+    build_model("bpr", adjacency=lazy, **ARGS)
+    build_model("lightgcn", adjacency=lazy, options=LightGCNConfig(graph_mode="sampled", fanouts=[2]), train=train,
+                **ARGS)
+    assert calls == []  # neither BPR nor sampled LightGCN propagates the full graph
+    model = build_model("lightgcn", adjacency=lazy, **ARGS)
+    assert calls == [1] and model.adjacency is not None

@@ -26,8 +26,9 @@ def test_help(script: str) -> None:
 
 def test_eval_speed_tiny() -> None:
     out = _run("benchmarks/eval_speed.py", "--items", "500,2000", "--users", "300", "--baby", "", "--threads", "1",
-               "--no-record")
+               "--knn-items", "300,600", "--no-record")
     assert "| 500 random | 300 |" in out and "| 2,000 random | 300 |" in out
+    assert "| 600 |" in out and "per modality at 1M items" in out
 
 
 def test_profile_step_tiny(tiny_synthetic: str, tmp_path: Path) -> None:
