@@ -72,7 +72,7 @@ class TrainSection:
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
-    embedding_kernel: Literal["dense", "fused"] = doc("TorchRec compute kernel for ID tables: `dense` (a torch optimizer steps the tables) or `fused` (FBGEMM applies the update inside backward).", "dense")
+    embedding_kernel: Literal["dense", "fused"] = doc("TorchRec compute kernel for ID tables: `dense` (a torch optimizer steps the tables) or `fused` (FBGEMM applies the update inside backward). At catalog scale use `fused`: `dense` makes a table-sized gradient and steps every row at every step, so a step costs O(rows of the tables) (docs/BENCHMARKS.md, cost curve).", "dense")
     sharding: Literal["auto", "table_wise", "column_wise", "row_wise", "data_parallel"] = doc("How ID tables are sharded across workers; `auto` lets TorchRec's planner choose (table-wise on CPU with 2+ workers).", "auto")
     max_steps_per_epoch: int = doc("End each epoch after this many steps (0: a full pass over the training edges). For timing and smoke runs at catalog scale (benchmarks/scale.py): an epoch then sees only part of the data.", 0)
     eval_every: int = doc("Evaluate on valid every this many epochs.", 1)

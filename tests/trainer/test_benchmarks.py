@@ -53,4 +53,4 @@ def test_scale_tiny(ray_session, tmp_path: Path, capsys) -> None:
     # A second run reuses the datasets instead of generating them again.
     scale.main(["--sizes", "300", "--steps", "1", "--eval-users", "20", "--modalities", "image:4",
                 "--data-dir", str(tmp_path / "data"), "--no-record"])
-    assert "(reused)" in capsys.readouterr().out
+    assert "reused (figures of its generation)" in capsys.readouterr().out
