@@ -103,6 +103,21 @@ class CodebookStore(nn.Module):
         raise NotImplementedError
 
 
+@torch.no_grad()
+def ema_step_(count: torch.Tensor, sum_: torch.Tensor, counts: torch.Tensor, sums: torch.Tensor,
+              decay: float, eps: float) -> torch.Tensor:
+    """One EMA step of the state (count N [K], sum m [K, d]) in place; returns the new codes [K, d].
+
+    N <- g N + (1-g) n ;  m <- g m + (1-g) s ;  c = m / N~, N~ Laplace-smoothed (Sonnet's VQ-VAE-EMA).
+    Shared by every `CodebookStore`, so the buffer and table stores cannot drift apart.
+    """
+    count.mul_(decay).add_(counts.to(count), alpha=1 - decay)
+    sum_.mul_(decay).add_(sums.to(sum_), alpha=1 - decay)
+    total = count.sum()
+    smoothed = (count + eps) / (total + count.numel() * eps) * total
+    return sum_ / smoothed.clamp_min(1e-12).unsqueeze(1)
+
+
 class BufferCodebookStore(CodebookStore):
     """Codes and EMA state as plain (replicated, checkpointed) buffers.
 
@@ -127,12 +142,7 @@ class BufferCodebookStore(CodebookStore):
 
     @torch.no_grad()
     def ema_update_(self, counts: torch.Tensor, sums: torch.Tensor, decay: float, eps: float) -> None:
-        # N <- g N + (1-g) n ;  m <- g m + (1-g) s ;  c = m / N~, N~ Laplace-smoothed (Sonnet's VQ-VAE-EMA).
-        self.count.mul_(decay).add_(counts.to(self.count), alpha=1 - decay)
-        self.sum.mul_(decay).add_(sums.to(self.sum), alpha=1 - decay)
-        total = self.count.sum()
-        smoothed = (self.count + eps) / (total + self.num_codes * eps) * total
-        self.codes.copy_(self.sum / smoothed.clamp_min(1e-12).unsqueeze(1))
+        self.codes.copy_(ema_step_(self.count, self.sum, counts, sums, decay, eps))
 
     @torch.no_grad()
     def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:

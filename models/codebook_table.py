@@ -45,7 +45,7 @@ from torch import nn
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 
-from models.backdoor import CodebookStore
+from models.backdoor import CodebookStore, ema_step_
 
 LEVEL_NAMES = ("coarse", "fine")
 
@@ -193,11 +193,7 @@ class TableCodebookStore(CodebookStore):
 
     @torch.no_grad()
     def ema_update_(self, counts: torch.Tensor, sums: torch.Tensor, decay: float, eps: float) -> None:
-        self.count.mul_(decay).add_(counts.to(self.count), alpha=1 - decay)
-        self.sum.mul_(decay).add_(sums.to(self.sum), alpha=1 - decay)
-        total = self.count.sum()
-        smoothed = (self.count + eps) / (total + self.num_codes * eps) * total
-        self.table.write_(self.level, self.sum / smoothed.clamp_min(1e-12).unsqueeze(1))
+        self.table.write_(self.level, ema_step_(self.count, self.sum, counts, sums, decay, eps))
 
     @torch.no_grad()
     def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:
