@@ -170,11 +170,14 @@ def replace_section(text: str, name: str, markdown: str) -> str:
     return text.rstrip() + "\n\n" + block + "\n"
 
 
-def write_section(url: str, name: str, markdown: str, header: str = "") -> None:
+def write_section(url: str, name: str, markdown: str, header: str = "", heading: str | None = None) -> None:
     """Replace section `name` of the file at `url` (path or fsspec URL; `header` if it does not exist
-    yet), writing under a temporary name and renaming, so the document is never half written."""
+    yet; with `heading`, markers the file lacks are appended under `## heading`), writing under a
+    temporary name and renaming, so the document is never half written."""
     fs, path = fsspec.core.url_to_fs(url)
     text = fs.cat_file(path).decode() if fs.exists(path) else header
+    if heading and f"<!-- begin {name} -->" not in text:
+        text = (text.rstrip() + f"\n\n## {heading}\n\n<!-- begin {name} -->\n<!-- end {name} -->\n").lstrip()
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     fs.pipe_file(tmp, replace_section(text, name, markdown).encode())
     fs.mv(tmp, path)

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
 from typing import Any
 
 import fsspec
 
 from trainer.causal_checks import RESULT_FILE
-from trainer.report import load_run, replace_section, run_name, seed_group
+from trainer.report import load_run, run_name, seed_group, write_section
 
 SOURCE_KEYS = ("num_users", "num_items", "num_categories", "styles_per_category", "noise_rate", "confounder_weight",
                "content_weight", "popularity_exponent", "promotion_boost", "promoted_fraction",
@@ -189,16 +188,8 @@ def render(groups: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str
 
 
 def write_doc_section(url: str, name: str, markdown: str, heading: str | None = None) -> None:
-    """Set section `name` of the markdown file at `url` (trainer/report.py `replace_section`); when the
-    file lacks the section's markers, they are appended under `## heading`. Written under a temporary
-    name and renamed."""
-    fs, path = fsspec.core.url_to_fs(url)
-    text = fs.cat_file(path).decode() if fs.exists(path) else ""
-    if heading and f"<!-- begin {name} -->" not in text:
-        text = (text.rstrip() + f"\n\n## {heading}\n\n<!-- begin {name} -->\n<!-- end {name} -->\n").lstrip()
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    fs.pipe_file(tmp, replace_section(text, name, markdown).encode())
-    fs.mv(tmp, path)
+    """Set section `name` of the markdown file at `url`, appending it under `## heading` when missing."""
+    write_section(url, name, markdown, heading=heading)
 
 
 def main(argv: list[str] | None = None) -> int:
