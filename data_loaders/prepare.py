@@ -70,7 +70,7 @@ def _build(argv: list[str]) -> int:
         from data_loaders.importers.mmrec import import_mmrec
 
         manifest = import_mmrec(args.src, args.to, name=args.name, overwrite=args.overwrite,
-                                storage_options=args.storage_options)
+                                storage_options=args.storage_options, progress=True)
     print(summary(manifest, args.to))
     return 0
 

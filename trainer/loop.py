@@ -37,6 +37,7 @@ from trainer.config import Config
 from trainer.dense_engine import build_stepper
 from trainer.evaluate import evaluate, sample_eval_users
 from trainer.faults import FaultInjector
+from trainer.progress import progress_bar
 from trainer.sharding import shard_model
 from trainer.tracking import Tracker
 
@@ -96,7 +97,8 @@ class Evaluator:
         users, eligible = self.samples[target]
         result = evaluate(user_emb, item_emb, self.splits[target], exclude, ks=tuple(self.cfg.eval.ks), users=users,
                           user_chunk=self.cfg.eval.user_chunk, item_chunk=self.cfg.eval.item_chunk,
-                          rank=self.rank, world_size=self.world_size, reduce=True)
+                          rank=self.rank, world_size=self.world_size, reduce=True,
+                          progress=target.name.lower() if self.rank == 0 and self.cfg.logging.progress else None)
         if users is None:
             return result.metrics
         return {**result.metrics, "sampled_users": result.num_users, "sampled_from": eligible}
@@ -171,9 +173,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         losses = []
         steps = sampler.epoch(epoch)
         if rank == 0 and cfg.logging.progress:
-            # Ray's tqdm renders one live bar on the driver instead of a log line per update.
-            from ray.experimental.tqdm_ray import tqdm
-            steps = tqdm(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}")
+            steps = progress_bar(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}", unit="step")
         for step, batch in enumerate(steps):
             if cfg.train.max_steps_per_epoch and step >= cfg.train.max_steps_per_epoch:  # a timing/smoke run
                 break

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
+from tqdm import tqdm
 
 from data_loaders import validate
 from data_loaders.format import DatasetError, DatasetWriter, Manifest, Split
@@ -24,8 +25,11 @@ _LABELS = (Split.TRAIN, Split.VALID, Split.TEST)  # MMRec's x_label codes equal 
 
 
 def import_mmrec(src_dir: str, url: str, *, name: str | None = None, overwrite: bool = False,
-                 storage_options: dict | None = None) -> Manifest:
-    """Convert an MMRec folder into a canonical dataset at ``url``; returns its manifest."""
+                 storage_options: dict | None = None, progress: bool = False) -> Manifest:
+    """Convert an MMRec folder into a canonical dataset at ``url``; returns its manifest.
+
+    ``progress`` shows bars over the interaction rows read and the feature rows written.
+    """
     src = Path(src_dir)
     inter = _find_inter(src, name)
     features = _open_features(src)
@@ -37,7 +41,9 @@ def import_mmrec(src_dir: str, url: str, *, name: str | None = None, overwrite: 
 
     with DatasetWriter(url, overwrite=overwrite, storage_options=storage_options) as writer:
         users, items, split_counts = [], [], np.zeros(3, dtype=np.int64)
+        rows_bar = _bar(progress, f"reading {inter.name}", unit="row")
         for line, batch in _read_inter(inter):
+            rows_bar.update(batch.num_rows)
             where = dict(file=str(inter), first_row=line, row_kind="line")
             u = validate.to_int64(batch.column(USER), column=USER, **where)
             i = validate.to_int64(batch.column(ITEM), column=ITEM, **where)
@@ -60,15 +66,24 @@ def import_mmrec(src_dir: str, url: str, *, name: str | None = None, overwrite: 
         validate.check_unique_pairs(users, items, num_items, file=str(inter), columns=(USER, ITEM),
                                     first_row=2, row_kind="line")
         del users, items
+        rows_bar.close()
         for modality, (path, matrix) in features.items():
+            feature_bar = _bar(progress, f"writing {path.name}", unit="row", total=len(matrix))
             for start in range(0, len(matrix), _FEATURE_CHUNK):
                 chunk = validate.as_vectors(matrix[start:start + _FEATURE_CHUNK], file=str(path),
                                             column="vector", first_row=start)
                 writer.write_item_features(modality, np.arange(start, start + len(chunk)), chunk)
+                feature_bar.update(len(chunk))
+            feature_bar.close()
         source = {"importer": "mmrec", "src_dir": str(src.resolve()), "inter_file": inter.name,
                   "feature_files": {m: p.name for m, (p, _) in features.items()}}
         return writer.commit(name=name or inter.stem, num_users=num_users, num_items=num_items,
                              source=source)
+
+
+def _bar(enabled: bool, desc: str, *, unit: str, total: int | None = None) -> tqdm:
+    # disable=True keeps the same update/close calls working without drawing anything.
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not enabled)
 
 
 def _find_inter(src: Path, name: str | None) -> Path:

@@ -33,6 +33,16 @@ def test_round_trip(mmrec_tiny: dict, tmp_path: Path) -> None:
     np.testing.assert_array_equal(valid["user_id"], mmrec_tiny["users"][mmrec_tiny["labels"] == 1])
 
 
+def test_progress_bars_report_rows(mmrec_tiny: dict, tmp_path: Path, capsys) -> None:
+    import_mmrec(str(mmrec_tiny["src"]), str(tmp_path / "ds"), progress=True)
+    err = capsys.readouterr().err
+    assert f"reading tiny.inter: {len(mmrec_tiny['users'])}.0row" in err  # every row counted
+    for modality, matrix in mmrec_tiny["features"].items():  # tqdm may shorten the description
+        assert f"{modality}_feat.npy: 100%" in err and f"{len(matrix)}.00/{len(matrix)}.00" in err
+    import_mmrec(str(mmrec_tiny["src"]), str(tmp_path / "quiet"))
+    assert "reading" not in capsys.readouterr().err
+
+
 def test_interactions_only_and_explicit_name(make_mmrec, tmp_path: Path) -> None:
     src = make_mmrec(tmp_path / "src", [0, 1, 1], [2, 0, 1], [0, 0, 2], {}, name="b")
     (src / "other.inter").write_text("junk")  # two .inter files: the name picks one

@@ -266,3 +266,13 @@ def test_smoke_200k_items_bounded_memory():
     for j, u in enumerate(users):
         dense[j, train.row(u)] = float("-inf")
     assert torch.equal(top, torch.topk(dense, 50, dim=1).indices)
+
+
+def test_progress_bar_counts_user_blocks_and_changes_nothing(problem, capsys):
+    user_emb, item_emb, train, _, test, _ = problem
+    quiet = evaluate(user_emb, item_emb, test, [train], user_chunk=8)
+    shown = evaluate(user_emb, item_emb, test, [train], user_chunk=8, progress="test")
+    assert shown.metrics == quiet.metrics
+    err = capsys.readouterr().err
+    blocks = -(-quiet.num_users // 8)
+    assert "evaluating test" in err and f"0/{blocks} " in err  # leave=False clears the finished bar

@@ -1,0 +1,25 @@
+"""One progress-bar helper for long loops (training epochs, full-ranking evaluation).
+
+Inside a Ray worker a plain tqdm bar would reach the driver as one log line per refresh; Ray's
+``tqdm_ray`` instead sends its state to the driver, which draws one live bar. Outside Ray (a script,
+a test, ``python -m trainer.compare``) plain tqdm is the right tool.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+def progress_bar(iterable: Iterable[T], *, total: int, desc: str, unit: str = "it") -> Iterator[T]:
+    """``iterable`` wrapped in a bar: Ray's driver-side bar in a Ray worker, tqdm elsewhere."""
+    import ray
+
+    if ray.is_initialized():
+        from ray.experimental.tqdm_ray import tqdm as ray_tqdm
+
+        return iter(ray_tqdm(iterable, total=total, desc=desc, unit=unit))
+    from tqdm import tqdm
+
+    # leave=False: an evaluation bar per epoch would otherwise stack up in the terminal.
+    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, leave=False))
