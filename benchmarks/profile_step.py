@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/profile_step.py [--config configs/tiktok_lightgcn.yaml configs/tiktok_causal.yaml]
                                                 [--steps 5] [--warmup 2] [--top 12] [--threads 1]
 
-Builds the model in-process exactly like trainer/loop.py does (same dataset reading, `build_model`
-arguments, `trainer.sharding.shard_model` and `trainer.dense_engine.build_stepper`) inside a
-world-size-1 gloo process group, runs the per-epoch `start_epoch` once (as the loop does before
+Builds the model in-process exactly like trainer/loop.py does (same dataset reading,
+`trainer.build.build_from_config`, `trainer.sharding.shard_model` and `trainer.dense_engine.build_stepper`)
+inside a world-size-1 gloo process group, runs the per-epoch `start_epoch` once (as the loop does before
 the first step; not timed), then times `--steps` steps (forward, zero_grad, backward, step on the
 sampler's batches) without the profiler, and profiles as many more with torch.profiler (CPU).
 Prints ms per step (wall and process CPU) and the top ops by self CPU time, and records them in
@@ -31,10 +31,10 @@ from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmarks.record import machine, record_section  # noqa: E402
 from data_loaders.format import Split  # noqa: E402
-from data_loaders.graph import interaction_csrs, lightgcn_adjacency  # noqa: E402
+from data_loaders.graph import interaction_csrs  # noqa: E402
 from data_loaders.sampler import BPRSampler  # noqa: E402
 from data_loaders.stream import open_dataset  # noqa: E402
-from models.registry import build_model  # noqa: E402
+from trainer.build import build_from_config  # noqa: E402
 from trainer.config import load_config  # noqa: E402
 from trainer.dense_engine import build_stepper  # noqa: E402
 from trainer.sharding import shard_model  # noqa: E402
@@ -43,18 +43,11 @@ from trainer.sharding import shard_model  # noqa: E402
 def build(cfg):
     """(stepper, inner model, sampler) as trainer/loop.py builds them at world size 1."""
     device = torch.device("cpu")
-    torch.manual_seed(cfg.run.seed)
     url = cfg.data.url if os.path.isabs(cfg.data.url) else str(ROOT / cfg.data.url)
     dataset = open_dataset(url, storage_options=cfg.data.storage_options or None)
     splits = interaction_csrs(dataset, (Split.TRAIN,))
     train = splits[Split.TRAIN]
-    features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
-    model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                        adjacency=lambda: lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
-                        num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
-                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,
-                        features=features, train=train, seed=cfg.run.seed,
-                        options=getattr(cfg.model, cfg.model.name, None))
+    model = build_from_config(cfg, dataset, splits, device)  # seeds torch with cfg.run.seed
     sharded = shard_model(model, device=device, sharding=cfg.train.sharding, kernel=cfg.train.embedding_kernel,
                           optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
                           weight_decay=cfg.train.weight_decay, world_size=1,

@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> str:
+    """A small simulator dataset (400 users, 200 items, seed 0), made once per session through the
+    public CLI. Read-only for the tests; the trainer, tune and cluster tests all share it."""
+    url = str(tmp_path_factory.mktemp("data") / "tiny")
+    subprocess.run([sys.executable, "-m", "data_loaders.prepare", "--from", "synthetic", "--users", "400",
+                    "--items", "200", "--seed", "0", "--to", url], check=True, cwd=REPO)
+    return url
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_synthetic: str) -> str:
+    """`tiny_synthetic` under the name the sweep tests use."""
+    return tiny_synthetic
+
+
+@pytest.fixture(scope="session")
+def cluster_dataset(tiny_synthetic: str) -> str:
+    """`tiny_synthetic` under the name the cluster tests use."""
+    return tiny_synthetic
 
 
 @pytest.fixture(scope="session")

@@ -27,11 +27,11 @@ import torch
 import torch.distributed as dist
 
 from data_loaders.format import Split
-from data_loaders.graph import CSR, interaction_csrs, lightgcn_adjacency
+from data_loaders.graph import CSR, interaction_csrs
 from data_loaders.sampler import BPRSampler
 from data_loaders.stream import open_dataset
-from models.registry import build_model
 from trainer import checkpoint
+from trainer.build import build_from_config
 from trainer.checkpoint import TrainState
 from trainer.config import Config
 from trainer.dense_engine import build_stepper
@@ -110,7 +110,6 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     _configure_threads(cfg, world_size)
-    torch.manual_seed(cfg.run.seed)  # same initial tables on every rank before sharding
 
     # Each rank hashes and reads only its share of the interaction files/row groups (with retries
     # and a background prefetch, data_loaders/stream.py); the shares are merged over the group.
@@ -122,15 +121,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     splits = interaction_csrs(dataset, wanted, rank=rank, world_size=world_size,
                               all_gather=_all_gather_objects)
     train = splits[Split.TRAIN]
-    features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
-    model = build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                        adjacency=lambda: lightgcn_adjacency(train),  # built only by models that use it
-                        dim=cfg.model.embedding_dim,
-                        num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
-                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,
-                        features=features, train=train, seed=cfg.run.seed,
-                        # the model's own typed section, e.g. cfg.model.freedom (None for bpr/lightgcn)
-                        options=getattr(cfg.model, cfg.model.name, None))
+    model = build_from_config(cfg, dataset, splits, device)  # seeds torch: same initial tables on every rank
     sharded = shard_model(model, device=device, sharding=cfg.train.sharding, kernel=cfg.train.embedding_kernel,
                           optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
                           weight_decay=cfg.train.weight_decay, world_size=world_size,

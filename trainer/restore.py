@@ -1,9 +1,9 @@
 """Rebuild a finished run's model in one process, on CPU, without Ray or torch.distributed.
 
 `restore_run(RUN_DIR)` reads `metrics.json` (the full config and `best_checkpoint`), opens the
-dataset at the config's `data.url`, builds the model exactly as trainer/loop.py does (unsharded:
-a plain TorchRec EmbeddingBagCollection needs no process group) and loads the best checkpoint's
-weights into it. Used by `python -m trainer.explain` and its tests.
+dataset at the config's `data.url`, builds the model with trainer/build.py exactly as trainer/loop.py
+does (unsharded: a plain TorchRec EmbeddingBagCollection needs no process group) and loads the best
+checkpoint's weights into it. Used by `python -m trainer.explain` and its tests.
 
 What a checkpoint holds (trainer/checkpoint.py): one `rank<r>.pt` per rank with that rank's
 `model.state_dict()`, where every sharded table is a *list of its local shard tensors* and every
@@ -44,10 +44,10 @@ import torch
 from torch import nn
 
 from data_loaders.format import Split
-from data_loaders.graph import CSR, interaction_csr, lightgcn_adjacency
+from data_loaders.graph import CSR, interaction_csr
 from data_loaders.stream import Dataset, open_dataset
 from data_loaders.format import DatasetError
-from models.registry import build_model
+from trainer.build import build_from_config  # also imported from here (trainer.restore.build_from_config)
 from trainer.checkpoint import STATE_FILE, TrainState
 from trainer.config import Config, ConfigError
 
@@ -106,20 +106,6 @@ def find_checkpoint(run_dir: str, metrics: dict[str, Any]) -> str:
                 return path
     raise RestoreError(f"no checkpoint of the best epoch {best_epoch} in {run_dir} (found {len(found)}: "
                        f"{[posixpath.basename(p) for p in found]}; metrics.json best_checkpoint={recorded!r})")
-
-
-def build_from_config(cfg: Config, dataset: Dataset, splits: dict[Split, CSR],
-                      device: torch.device | str = "cpu") -> nn.Module:
-    """The unsharded model of `cfg`, as trainer/loop.py builds it before sharding."""
-    train = splits[Split.TRAIN]
-    features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
-    torch.manual_seed(cfg.run.seed)  # no effect on loaded weights; keeps anything not loaded reproducible
-    return build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                       adjacency=lambda: lightgcn_adjacency(train), dim=cfg.model.embedding_dim,
-                       num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
-                       init=cfg.model.init, init_std=cfg.model.init_std, device=device,
-                       features=features, train=train, seed=cfg.run.seed,
-                       options=getattr(cfg.model, cfg.model.name, None))
 
 
 def plan_types(plan: str) -> dict[str, str]:

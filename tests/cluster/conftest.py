@@ -1,4 +1,5 @@
-"""Fixtures for cluster tests: a tiny dataset and one local multi-process cluster per module."""
+"""Fixtures for cluster tests: one local multi-process cluster per module (the tiny dataset,
+`cluster_dataset`, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,6 @@ import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def cluster_dataset(tmp_path_factory) -> str:
-    """A small simulator dataset (400 users, 200 items), made through the public CLI."""
-    url = str(tmp_path_factory.mktemp("cluster-data") / "tiny")
-    subprocess.run([sys.executable, "-m", "data_loaders.prepare", "--from", "synthetic", "--users", "400",
-                    "--items", "200", "--seed", "0", "--to", url], check=True, cwd=REPO)
-    return url
 
 
 def _free_port() -> int:

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +20,3 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True)
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def tiny_synthetic(tmp_path_factory) -> str:
-    """A small simulator dataset, made through the public CLI."""
-    url = str(tmp_path_factory.mktemp("data") / "tiny")
-    subprocess.run([sys.executable, "-m", "data_loaders.prepare", "--from", "synthetic", "--users", "400",
-                    "--items", "200", "--seed", "0", "--to", url], check=True, cwd=REPO)
-    return url

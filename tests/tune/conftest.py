@@ -1,26 +1,13 @@
-"""Fixtures for sweep tests: a tiny dataset, and the environment every Ray subprocess gets."""
+"""Fixtures for sweep tests: the environment every Ray subprocess gets (the tiny dataset,
+`tiny_dataset`, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> str:
-    """A small simulator dataset (400 users, 200 items), made through the public CLI."""
-    url = str(tmp_path_factory.mktemp("tune-data") / "tiny")
-    subprocess.run([sys.executable, "-m", "data_loaders.prepare", "--from", "synthetic", "--users", "400",
-                    "--items", "200", "--seed", "0", "--to", url], check=True, cwd=REPO)
-    return url
 
 
 @pytest.fixture
