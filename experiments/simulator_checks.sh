@@ -4,10 +4,8 @@
 # planted truth, and a table in docs/RESULTS.md (section simulator-checks):
 #
 #   data/synthetic-checks                 python -m data_loaders.prepare --from synthetic (SIM_ARGS below)
-#   runs/sim_full_s<seed>                 the causal model of CONFIG
-#   runs/sim_noadjust_s<seed>             the same with --model.causal.backdoor.enabled=false
-#                                         --model.causal.frontdoor.enabled=false
-#   runs/sim_lightgcn_s<seed>             --model.name=lightgcn, same training settings
+#   runs/sim_<variant>_s<seed>            CONFIG with the variant's overrides (variant_args below):
+#                                         full, noadjust, exposure_only, no_exposure, gamma05, gamma2, lightgcn
 #   runs/sim_full_s<seed>/causal_checks.json   python -m trainer.causal_checks (NMI of the codes with the
 #                                         planted confounder, pruning vs the planted noise edges)
 #   runs/simulator_checks.json            python -m trainer.sim_report: per-variant figures and verdicts
@@ -47,16 +45,23 @@ DOC=${DOC:-docs/RESULTS.md}
 read -r -a SIM <<< "$SIM_ARGS"
 COMMON=("--data.url=$DATA" "--train.batch_size=$BATCH")
 
-# variant_args VARIANT: the overrides that make the variant.
+# The variants. `noadjust` switches off every adjustment (back-door, front-door, exposure term);
+# `exposure_only` and `no_exposure` split the full model's gain between the exposure term and the
+# back-door + front-door; `gamma05` / `gamma2` are the alternatives to the config's exposure weight
+# (1.0), chosen on valid (docs/MODEL.md §4b).
 variant_args() {
   case $1 in
-    full)      echo "" ;;
-    noadjust)  echo "--model.causal.backdoor.enabled=false --model.causal.frontdoor.enabled=false" ;;
-    lightgcn)  echo "--model.name=lightgcn" ;;
+    full)          echo "" ;;
+    noadjust)      echo "--model.causal.backdoor.enabled=false --model.causal.frontdoor.enabled=false --model.causal.exposure.mode=none" ;;
+    exposure_only) echo "--model.causal.backdoor.enabled=false --model.causal.frontdoor.enabled=false" ;;
+    no_exposure)   echo "--model.causal.exposure.mode=none" ;;
+    gamma05)       echo "--model.causal.exposure.gamma=0.5" ;;
+    gamma2)        echo "--model.causal.exposure.gamma=2.0" ;;
+    lightgcn)      echo "--model.name=lightgcn" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
-VARIANTS=(full noadjust lightgcn)
+read -r -a VARIANTS <<< "${VARIANTS:-full noadjust exposure_only no_exposure lightgcn gamma05 gamma2}"
 
 # run CMD...: run (or with DRY_RUN=1 print) a command.
 run() {

@@ -29,14 +29,19 @@ class RegType(str, Enum):
 
 
 def bpr_loss_terms(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ego: tuple[torch.Tensor, ...],
-                   reg_weight: float, reg_type: RegType | str = RegType.MMREC) -> dict[str, torch.Tensor]:
+                   reg_weight: float, reg_type: RegType | str = RegType.MMREC,
+                   margin: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """{"loss", "bpr", "reg"} for scoring rows `user`, `pos`, `neg` ([B, d] each).
 
     `ego` holds the layer-0 rows of the same triples that the regulariser sees; "reg" is
-    reported unweighted and "loss" = bpr + reg_weight * reg.
+    reported unweighted and "loss" = bpr + reg_weight * reg. `margin` [B], if given, is added to
+    each positive-minus-negative score difference (an extra training-only score term).
     """
     batch = user.shape[0]
-    bpr = -torch.log(_BPR_GAMMA + torch.sigmoid((user * pos).sum(-1) - (user * neg).sum(-1))).mean()
+    diff = (user * pos).sum(-1) - (user * neg).sum(-1)
+    if margin is not None:
+        diff = diff + margin
+    bpr = -torch.log(_BPR_GAMMA + torch.sigmoid(diff)).mean()
     if RegType(reg_type) is RegType.MMREC:
         reg = sum(torch.linalg.norm(e) for e in ego) / batch
     else:
@@ -69,6 +74,9 @@ class BPRMF(nn.Module):
         return self.tables.lookup_all()
 
     @torch.no_grad()
-    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(user_all [U, d], item_all [I, d]) for evaluation. A collective once sharded."""
+    def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user_all [U, d], item_all [I, d]) for evaluation. A collective once sharded.
+
+        `uniform_exposure` is accepted for the common interface: no exposure term here.
+        """
         return self.propagate()

@@ -27,6 +27,7 @@ from models.bpr import RegType, bpr_loss_terms
 from models.contrast import ContrastConfig, cross_view_loss
 from models.diffusion import CrossModalDiffusion, DiffusionConfig
 from models.embeddings import IdTables
+from models.exposure import ExposureConfig, ExposureTerm
 from models.frontdoor import FrontDoor, FrontdoorConfig
 from models.lightgcn import LightGCN
 from models.projection import ModalityProjection, ProjectionConfig
@@ -41,6 +42,7 @@ class CausalConfig:
     backdoor: BackdoorConfig = field(default_factory=BackdoorConfig)
     frontdoor: FrontdoorConfig = field(default_factory=FrontdoorConfig)
     contrast: ContrastConfig = field(default_factory=ContrastConfig)
+    exposure: ExposureConfig = field(default_factory=ExposureConfig)
     gate_init: float = field(default=0.0, metadata={"doc": (
         "Initial value of the learnable scalar gates g_bd, g_fd that scale the back-door and front-door terms in "
         "the score (ReZero-style): 0 starts the model as its LightGCN backbone and lets training decide how much "
@@ -118,6 +120,7 @@ class CausalRec(nn.Module):
         edge_user = torch.from_numpy(train.row_ids()).long()
         edge_item = torch.from_numpy(train.indices).long()
         self.frontdoor = FrontDoor(tables.num_users, tables.num_items, edge_user, edge_item, dim, cfg.frontdoor)
+        self.exposure = ExposureTerm(torch.bincount(edge_item, minlength=tables.num_items), cfg.exposure)
         self.gate_backdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)), requires_grad=cfg.content_in_score)
         if not cfg.content_in_score:
             self.gate_backdoor.data.zero_()
@@ -134,6 +137,7 @@ class CausalRec(nn.Module):
         self.backbone.to_device(device)
         self.features = {m: f.to(device) for m, f in self.features.items()}
         self.frontdoor.to(device)
+        self.exposure.to(device)
         return self
 
     def represent(self) -> Representations:
@@ -155,7 +159,8 @@ class CausalRec(nn.Module):
         user, item = r.user, r.item
         out = bpr_loss_terms(user[users], item[pos], item[neg],
                              (r.ego_user[users], r.ego_item[pos], r.ego_item[neg]),
-                             self.backbone.reg_weight, self.backbone.reg_type)
+                             self.backbone.reg_weight, self.backbone.reg_type,
+                             margin=self.exposure(pos) - self.exposure(neg) if self.exposure.enabled else None)
         content = r.content_item
         user_content = self.frontdoor.user_content(content)
         topo = self.frontdoor.topology_loss(users, pos, neg, user_content, content, r.id_user, r.id_item)
@@ -202,6 +207,17 @@ class CausalRec(nn.Module):
         return r.user, r.item
 
     @torch.no_grad()
-    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h_u [U, d], h_i [I, d]) for evaluation; call in eval mode (no EMA step)."""
-        return self.propagate()
+    def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_u [U, d'], h_i [I, d']) for evaluation; call in eval mode (no EMA step).
+
+        With an exposure term (docs/MODEL.md §4b) the observational score ⟨h_u, h_i⟩ + b_i is
+        returned as [h_u, 1]·[h_i, b_i] (d' = d + 1): what valid and test, drawn under the same
+        exposure as training, measure. ``uniform_exposure`` drops b_i: the ranking under
+        do(uniform exposure), which the simulator's unbiased_test measures.
+        """
+        user, item = self.propagate()
+        if not self.exposure.enabled or uniform_exposure:
+            return user, item
+        items = torch.arange(item.shape[0], device=item.device)
+        return (torch.cat([user, user.new_ones(user.shape[0], 1)], 1),
+                torch.cat([item, self.exposure(items).unsqueeze(1).to(item.dtype)], 1))

@@ -197,6 +197,9 @@ class Freedom(nn.Module):
         return user_all, item_all
 
     @torch.no_grad()
-    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(user_all [U, d], item_all [I, d]) for evaluation. A collective once sharded."""
+    def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user_all [U, d], item_all [I, d]) for evaluation. A collective once sharded.
+
+        `uniform_exposure` is accepted for the common interface: no exposure term here.
+        """
         return self.propagate()

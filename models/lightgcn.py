@@ -261,9 +261,10 @@ class LightGCN(nn.Module):
                               (ego_users[users], ego_items[pos], ego_items[neg]), self.reg_weight, self.reg_type)
 
     @torch.no_grad()
-    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(user_all [U, d], item_all [I, d]) for evaluation (full propagation in both modes).
 
         A collective once sharded.
+        `uniform_exposure` is accepted for the common interface: no exposure term here.
         """
         return self.propagate()

@@ -4,7 +4,8 @@ Adding a model (vbpr, freedom, causal, ...): add a `ModelName` member and a buil
 the ID tables plus the keyword arguments of `build_model` it needs; inputs a new model needs
 (item features, kNN graphs) become new keyword arguments of `build_model` with defaults.
 Every model returned has the same interface: `forward(users, pos, neg) -> {"loss", ...}`,
-`propagate()` and `final_embeddings() -> (user_all, item_all)`.
+`propagate()` and `final_embeddings(uniform_exposure=False) -> (user_all, item_all)` (the ranking
+under do(uniform exposure) where a model has an exposure term; the same embeddings otherwise).
 """
 
 from __future__ import annotations

@@ -94,6 +94,9 @@ class VBPR(nn.Module):
         return user_all, self._items(item_rows, self.features)
 
     @torch.no_grad()
-    def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(user_all, item_all) for evaluation. A collective once sharded."""
+    def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user_all, item_all) for evaluation. A collective once sharded.
+
+        `uniform_exposure` is accepted for the common interface: no exposure term here.
+        """
         return self.propagate()

@@ -80,6 +80,11 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
     out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
     codes = model.backdoor.assign(r.confounder[items]) if model.cfg.backdoor.enabled else ()
+    if model.exposure.enabled:
+        # The ranking is under do(uniform exposure): b_i is not in the score; shown for reference.
+        out["exposure"] = model.cfg.exposure.mode
+        for row, b in zip(rows, model.exposure(torch.as_tensor(items)).tolist()):
+            row["exposure_term"] = b
     for n, row in enumerate(rows):
         row.update({name: values[name][n] for name in parts})
         row["codes"] = [int(c[n]) for c in codes]
@@ -155,6 +160,10 @@ def render_user(rep: dict[str, Any]) -> str:
               "| rank | item | score | ID | back-door | front-door | codes | held out |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {_num(t['id'])} | {_num(t['backdoor'])} | "
               f"{_num(t['frontdoor'])} | {'/'.join(map(str, t['codes'])) or '—'} | {t['held_out']} |" for t in rep["top"]]
+    if rep.get("exposure"):
+        lines += ["", f"Ranked under do(uniform exposure): the exposure term b_i ({rep['exposure']}, docs/MODEL.md §4b) "
+                  "is trained with the score and left out of it; per item: "
+                  + ", ".join(f"{t['item']}: {_num(t['exposure_term'])}" for t in rep["top"]) + "."]
     refreshed = rep["last_refresh_epoch"]
     lines += ["", f"## Training edges ({len(rep['edges'])}); causal subgraph "
               + (f"last reconstructed at the start of epoch {refreshed}" if refreshed else "never reconstructed (all kept, weight 1)"),

@@ -89,10 +89,11 @@ class Evaluator:
                         if s != Split.TRAIN}
 
     def __call__(self, model: torch.nn.Module, target: Split, mask_valid: bool = False) -> dict[str, float]:
-        with torch.no_grad():
-            user_emb, item_emb = model.final_embeddings()
+        unbiased = target == Split.UNBIASED_TEST
+        with torch.no_grad():  # unbiased_test is drawn under uniform exposure: rank under do(uniform exposure)
+            user_emb, item_emb = model.final_embeddings(uniform_exposure=unbiased)
         exclude = [self.splits[Split.TRAIN]] + ([self.splits[Split.VALID]] if mask_valid else [])
-        if target == Split.UNBIASED_TEST:  # drawn apart from all of a user's observed items: mask them all
+        if unbiased:  # drawn apart from all of a user's observed items: mask them all
             exclude = [self.splits[s] for s in (Split.TRAIN, Split.VALID, Split.TEST)]
         users, eligible = self.samples[target]
         result = evaluate(user_emb, item_emb, self.splits[target], exclude, ks=tuple(self.cfg.eval.ks), users=users,

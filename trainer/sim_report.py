@@ -1,7 +1,7 @@
 """The simulator checks' table (issue 3, part 4): `python -m trainer.sim_report RUN_DIR ...`.
 
 Groups the run directories by name without their `_s<seed>` suffix (sim_full_s0, sim_full_s1 ->
-sim_full) and prints, per group, Recall@20 on the simulator's `unbiased_test` split and on `test`
+sim_full) and prints, per group, Recall@20 on the simulator's `unbiased_test` split, on `valid` and on `test`
 (each run's figures at its best-valid epoch, metrics.json) as mean ± sample std over seeds, and,
 for runs that have a `causal_checks.json` (written by `python -m trainer.causal_checks --json`),
 the NMI of the codes with the planted confounders and the precision / recall of the pruning of
@@ -66,7 +66,7 @@ def collect(run_dirs: list[str]) -> dict[str, dict[str, Any]]:
         m = load_run(run_dir)
         name = seed_group(run_name(run_dir))
         g = groups.setdefault(name, {"runs": [], "models": set(), "data": set(), "seeds": [], "unbiased": [],
-                                     "test": [], "checks": []})
+                                     "valid": [], "test": [], "checks": []})
         g["runs"].append(run_dir)
         g["models"].add(m["config"]["model"]["name"])
         g["data"].add(m["config"]["data"]["url"])
@@ -76,6 +76,7 @@ def collect(run_dirs: list[str]) -> dict[str, dict[str, Any]]:
                              "dataset by a trainer that evaluates the unbiased_test split?")
         g["unbiased"].append(m["best_unbiased_test"]["recall@20"])
         g["test"].append(m["best_test"]["recall@20"])
+        g["valid"].append(m["best_valid"]["recall@20"])
         g["checks"].append(load_checks(run_dir))
     for name, g in groups.items():
         if len(g["models"]) > 1 or len(g["data"]) > 1:
@@ -99,11 +100,11 @@ def _check_values(g: dict[str, Any], *path: str) -> list[float] | None:
 
 
 def table(groups: dict[str, dict[str, Any]]) -> str:
-    head = ("| variant | model | seeds | unbiased_test R@20 | test R@20 | NMI coarse | NMI (coarse, fine) pair "
+    head = ("| variant | model | seeds | unbiased_test R@20 | valid R@20 | test R@20 | NMI coarse | NMI (coarse, fine) pair "
             "| pruned fraction | pruning precision | pruning recall | chance precision (noise fraction) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, g in groups.items():
-        cells = [name, next(iter(g["models"])), ", ".join(map(str, g["seeds"])), fmt(g["unbiased"]), fmt(g["test"]),
+        cells = [name, next(iter(g["models"])), ", ".join(map(str, g["seeds"])), fmt(g["unbiased"]), fmt(g["valid"]), fmt(g["test"]),
                  fmt(_check_values(g, "codes", "nmi_coarse")), fmt(_check_values(g, "codes", "nmi_pair")),
                  fmt(_check_values(g, "pruning", "pruned_fraction")), fmt(_check_values(g, "pruning", "precision")),
                  fmt(_check_values(g, "pruning", "recall")), fmt(_check_values(g, "pruning", "noise_fraction"))]

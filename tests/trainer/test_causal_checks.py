@@ -160,7 +160,8 @@ def _fake_run(root: Path, name: str, model: str, seed: int, unbiased: float, tes
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps({
         "config": {"model": {"name": model}, "data": {"url": str(root / "no-such-data")}, "run": {"seed": seed}},
-        "best_unbiased_test": {"recall@20": unbiased}, "best_test": {"recall@20": test}}))
+        "best_unbiased_test": {"recall@20": unbiased}, "best_test": {"recall@20": test},
+        "best_valid": {"recall@20": test + 0.05 * seed}}))
     if checks is not None:
         (run / RESULT_FILE).write_text(json.dumps(checks))
     return str(run)
@@ -182,6 +183,7 @@ def test_sim_report_table_and_verdicts(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
     assert "0.3200 ± 0.0200" in lines["sim_full"] and "0.6000 ± 0.1000" in lines["sim_full"]  # unbiased, NMI
+    assert "| 0.4500 ± 0.0500 | 0.4000 ± 0.0000 |" in lines["sim_full"]  # valid, test
     assert lines["sim_noadjust"].count("—") == 6  # no causal_checks.json: check columns empty
     verdict = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| (")}
     gain = 0.32 / 0.29 - 1  # +10.3%

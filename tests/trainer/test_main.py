@@ -73,7 +73,8 @@ def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: P
     cfg = _cfg(tiny_synthetic, tmp_path, "causal", **{
         "model.name": "causal", "train.epochs": 3, "model.causal.backdoor.coarse_codes": 4,
         "model.causal.backdoor.fine_codes": 8, "model.causal.frontdoor.warmup_epochs": 1,
-        "model.causal.frontdoor.refresh_every": 1, "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5})
+        "model.causal.frontdoor.refresh_every": 1, "model.causal.exposure.mode": "degree",
+        "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5})
     out = fit(cfg)
     assert out["epoch"] == 3 and out["best_valid"]["recall@20"] > 0
     kept = [h["frontdoor/kept_fraction"] for h in out["history"] if "frontdoor/kept_fraction" in h]
