@@ -106,7 +106,8 @@ class LoggingSection:
     wandb: bool = doc("Log config, losses and metrics to Weights & Biases.", False)
     wandb_mode: Literal["offline", "online"] = doc("wandb mode: `offline` needs no network or key (sync later with `wandb sync`).", "offline")
     wandb_project: str = doc("wandb project name.", "cimrec")
-    progress: bool = doc("Show progress bars (rank 0 only).", True)
+    progress: bool = doc("Show progress bars on rank 0: the training steps of each epoch and the user blocks of "
+                         "each full-ranking evaluation.", True)
 
 
 @dataclass
