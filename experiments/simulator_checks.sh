@@ -100,7 +100,12 @@ if [[ " $STEPS " == *" checks "* ]]; then
   for seed in $SEEDS; do
     run "$PY" -m trainer.causal_checks --run "$RUNS/sim_full_s${seed}" --json "$RUNS/sim_full_s${seed}/causal_checks.json"
   done
+  also=()   # the parts of the full model's gain, when those variants were trained
+  for variant in exposure_only no_exposure; do
+    [[ " ${VARIANTS[*]} " == *" $variant "* ]] && also+=("sim_$variant")
+  done
   run "$PY" -m trainer.sim_report "${all[@]}" --full sim_full --ablated sim_noadjust --baseline sim_lightgcn \
+      ${also[@]+--also "${also[@]}"} \
       --json "$RUNS/simulator_checks.json" --markdown-section simulator-checks --write "$DOC" \
       --heading "Causal checks on the simulator (issue 3)"
 fi

@@ -116,9 +116,10 @@ def table(groups: dict[str, dict[str, Any]]) -> str:
 
 
 def verdicts(groups: dict[str, dict[str, Any]], full: str, ablated: str | None, baseline: str | None,
-             min_gain: float = 0.10, min_nmi: float = 0.5) -> list[dict[str, Any]]:
-    """The checks (a)-(c) as rows {check, value, target, passed}."""
-    for name in (full, ablated, baseline):
+             min_gain: float = 0.10, min_nmi: float = 0.5, also: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The checks (a)-(c) as rows {check, value, target, passed}; `also`: groups whose unbiased_test
+    gain is reported without a target (passed None), to show which part of the model carries (a)."""
+    for name in (full, ablated, baseline, *also):
         if name is not None and name not in groups:
             raise SystemExit(f"error: no runs of group {name!r} (have {sorted(groups)})")
     g = groups[full]
@@ -134,6 +135,11 @@ def verdicts(groups: dict[str, dict[str, Any]], full: str, ablated: str | None, 
         gain = unbiased / other - 1 if other > 0 else float("inf")
         out.append({"check": f"(a) unbiased_test R@20 gain of {full} over {baseline}", "value": gain,
                     "target": "> +0%", "passed": gain > 0})
+    for name in also:
+        other = mean_std(groups[name]["unbiased"])[0]
+        gain = unbiased / other - 1 if other > 0 else float("inf")
+        out.append({"check": f"unbiased_test R@20 gain of {full} over {name} (no target)", "value": gain,
+                    "target": "—", "passed": None})
     nmi = _check_values(g, "codes", "nmi_coarse")
     if nmi is not None:
         value = mean_std(nmi)[0]
@@ -158,7 +164,8 @@ def render_verdicts(rows: list[dict[str, Any]]) -> str:
     lines = ["| check | value | target | passed |", "|---|---|---|---|"]
     for r in rows:
         value = f"{r['value']:+.1%}" if "gain" in r["check"] else f"{r['value']:.4f}"
-        lines.append(f"| {r['check']} | {value} | {r['target']} | {'yes' if r['passed'] else '**no**'} |")
+        passed = "—" if r["passed"] is None else "yes" if r["passed"] else "**no**"
+        lines.append(f"| {r['check']} | {value} | {r['target']} | {passed} |")
     return "\n".join(lines)
 
 
@@ -199,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", metavar="GROUP", help="the full causal model's group (e.g. sim_full): verdicts")
     parser.add_argument("--ablated", metavar="GROUP", help="the group with back-door and front-door off")
     parser.add_argument("--baseline", metavar="GROUP", help="the baseline's group (e.g. sim_lightgcn)")
+    parser.add_argument("--also", nargs="+", default=[], metavar="GROUP",
+                        help="more groups to report the full model's unbiased_test gain over, without a target")
     parser.add_argument("--min-gain", type=float, default=0.10, help="(a): relative unbiased R@20 gain over --ablated")
     parser.add_argument("--min-nmi", type=float, default=0.5, help="(b): NMI of the coarse codes")
     parser.add_argument("--json", metavar="OUT", help="also write the groups' figures and the verdicts as JSON")
@@ -209,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.markdown_section) != bool(args.write):
         parser.error("--markdown-section and --write go together")
     groups = collect(args.runs)
-    rows = verdicts(groups, args.full, args.ablated, args.baseline, args.min_gain, args.min_nmi) if args.full else []
+    rows = verdicts(groups, args.full, args.ablated, args.baseline, args.min_gain, args.min_nmi,
+                    args.also) if args.full else []
     markdown = render(groups, rows)
     print(markdown)
     if args.json:

@@ -179,7 +179,7 @@ def test_sim_report_table_and_verdicts(tmp_path: Path, capsys) -> None:
     doc = tmp_path / "RESULTS.md"
     doc.write_text("# Results\n\nkept text\n")
     assert sim_report.main([*runs, "--full", "sim_full", "--ablated", "sim_noadjust", "--baseline", "sim_lightgcn",
-                            "--markdown-section", "simulator-checks", "--write", str(doc), "--heading", "Sim checks"]) == 0
+                            "--also", "sim_lightgcn", "--markdown-section", "simulator-checks", "--write", str(doc), "--heading", "Sim checks"]) == 0
     out = capsys.readouterr().out
     lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
     assert "0.3200 ± 0.0200" in lines["sim_full"] and "0.6000 ± 0.1000" in lines["sim_full"]  # unbiased, NMI
@@ -190,6 +190,7 @@ def test_sim_report_table_and_verdicts(tmp_path: Path, capsys) -> None:
     assert f"{gain:+.1%}" in verdict["(a) unbiased_test R@20 gain of sim_full over sim_noadjust"]
     assert verdict["(a) unbiased_test R@20 gain of sim_full over sim_noadjust"].endswith("| yes |")
     assert verdict["(a) unbiased_test R@20 gain of sim_full over sim_lightgcn"].endswith("| yes |")  # 0.32 > 0.31
+    assert f"| unbiased_test R@20 gain of sim_full over sim_lightgcn (no target) | {0.32 / 0.31 - 1:+.1%} | — | — |" in out
     assert verdict["(b) NMI of the coarse codes with the true confounder"].endswith("| yes |")
     assert verdict["(c) pruning precision (pruned ⇒ noise) vs chance (noise fraction)"].endswith("| yes |")
     text = doc.read_text()
