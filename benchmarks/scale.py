@@ -97,9 +97,12 @@ def steps_per_epoch(train_edges: int, workers: int) -> int:
     return full + (rest >= workers)
 
 
+DEFAULT_SIZES = "10000,100000,1000000"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10000,100000,1000000",
+    parser.add_argument("--sizes", default=DEFAULT_SIZES,
                         help="users = items per dataset, comma-separated, growing (e.g. 10x apart)")
     parser.add_argument("--steps", type=int, default=200, help="steps of the timed epoch (0: the full epoch)")
     parser.add_argument("--workers", type=int, default=2)
@@ -173,7 +176,21 @@ def main(argv: list[str] | None = None) -> None:
     ]) + verdict
     print(table)
     if not args.no_record:
-        record_section(f"scale-{args.kernel}-{f'{args.steps}steps' if args.steps else 'epoch'}", table)
+        record_section(section_name(args.kernel, args.steps, args.sizes), table)
+
+
+def section_name(kernel: str, steps: int, sizes: str) -> str:
+    """docs/BENCHMARKS.md section of a run: kernel, steps, and the sizes unless they are the default
+    (so that a run over other sizes adds a section instead of replacing another run's figures)."""
+    name = f"scale-{kernel}-{f'{steps}steps' if steps else 'epoch'}"
+    if sizes == DEFAULT_SIZES:
+        return name
+    short = {10 ** 3: "k", 10 ** 6: "m"}
+    labels = []
+    for n in (int(x) for x in sizes.split(",")):
+        unit = max((u for u in short if n % u == 0), default=None)
+        labels.append(f"{n // unit}{short[unit]}" if unit else str(n))
+    return f"{name}-{'-'.join(labels)}"
 
 
 if __name__ == "__main__":
