@@ -54,3 +54,12 @@ def test_scale_tiny(ray_session, tmp_path: Path, capsys) -> None:
     scale.main(["--sizes", "300", "--steps", "1", "--eval-users", "20", "--modalities", "image:4",
                 "--data-dir", str(tmp_path / "data"), "--no-record"])
     assert "reused (figures of its generation)" in capsys.readouterr().out
+
+
+def test_scale_section_names_keep_runs_over_other_sizes_apart() -> None:
+    from benchmarks.scale import DEFAULT_SIZES, section_name
+
+    assert section_name("fused", 200, DEFAULT_SIZES) == "scale-fused-200steps"
+    assert section_name("fused", 0, "1000000") == "scale-fused-epoch-1m"
+    assert section_name("dense", 0, "10000,100000") == "scale-dense-epoch-10k-100k"
+    assert section_name("fused", 0, "1500") == "scale-fused-epoch-1500"
