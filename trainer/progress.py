@@ -15,7 +15,9 @@ def progress_bar(iterable: Iterable[T], *, total: int, desc: str, unit: str = "i
     """``iterable`` wrapped in a bar: Ray's driver-side bar in a Ray worker, tqdm elsewhere."""
     import ray
 
-    if ray.is_initialized():
+    # A Ray Train worker is an actor; the driver (a script or test that started Ray) is not, and
+    # draws its own bars.
+    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
         from ray.experimental.tqdm_ray import tqdm as ray_tqdm
 
         return iter(ray_tqdm(iterable, total=total, desc=desc, unit=unit))

@@ -49,7 +49,7 @@ def _evaluator(problem, sample_users: int):
     cfg = load_config(None, [f"--eval.sample_users={sample_users}", "--run.seed=7", "--eval.user_chunk=32"])
 
     class Model:
-        def final_embeddings(self):
+        def final_embeddings(self, uniform_exposure: bool = False):
             return user_emb, item_emb
 
     return Evaluator(cfg, splits, rank=0, world_size=1), Model()
