@@ -80,14 +80,15 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
     out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
     codes = model.backdoor.assign(r.confounder[items]) if model.cfg.backdoor.enabled else ()
-    if model.exposure.enabled:
-        # The ranking is under do(uniform exposure): b_i is not in the score; shown for reference.
+    # The ranking is under do(uniform exposure): b_i is not in the score; shown for reference.
+    exposure = model.exposure(torch.as_tensor(items)).tolist() if model.exposure.enabled else None
+    if exposure is not None:
         out["exposure"] = model.cfg.exposure.mode
-        for row, b in zip(rows, model.exposure(torch.as_tensor(items)).tolist()):
-            row["exposure_term"] = b
     for n, row in enumerate(rows):
         row.update({name: values[name][n] for name in parts})
         row["codes"] = [int(c[n]) for c in codes]
+        if exposure is not None:
+            row["exposure_term"] = exposure[n]
     out["edges"] = _user_edges(model, r, user)
     last = int(model.frontdoor.last_refresh)  # 0-based epoch whose start rebuilt the subgraph; -1: never
     out["last_refresh_epoch"] = last + 1 if last >= 0 else None

@@ -124,21 +124,22 @@ def verdicts(groups: dict[str, dict[str, Any]], full: str, ablated: str | None, 
             raise SystemExit(f"error: no runs of group {name!r} (have {sorted(groups)})")
     g = groups[full]
     unbiased = mean_std(g["unbiased"])[0]
+
+    def gain_over(name: str) -> float:  # relative unbiased_test R@20 gain of `full` over group `name`
+        other = mean_std(groups[name]["unbiased"])[0]
+        return unbiased / other - 1 if other > 0 else float("inf")
+
     out = []
     if ablated is not None:
-        other = mean_std(groups[ablated]["unbiased"])[0]
-        gain = unbiased / other - 1 if other > 0 else float("inf")
+        gain = gain_over(ablated)
         out.append({"check": f"(a) unbiased_test R@20 gain of {full} over {ablated}", "value": gain,
                     "target": f">= {min_gain:+.0%}", "passed": gain >= min_gain})
     if baseline is not None:
-        other = mean_std(groups[baseline]["unbiased"])[0]
-        gain = unbiased / other - 1 if other > 0 else float("inf")
+        gain = gain_over(baseline)
         out.append({"check": f"(a) unbiased_test R@20 gain of {full} over {baseline}", "value": gain,
                     "target": "> +0%", "passed": gain > 0})
     for name in also:
-        other = mean_std(groups[name]["unbiased"])[0]
-        gain = unbiased / other - 1 if other > 0 else float("inf")
-        out.append({"check": f"unbiased_test R@20 gain of {full} over {name} (no target)", "value": gain,
+        out.append({"check": f"unbiased_test R@20 gain of {full} over {name} (no target)", "value": gain_over(name),
                     "target": "—", "passed": None})
     nmi = _check_values(g, "codes", "nmi_coarse")
     if nmi is not None:
@@ -195,11 +196,6 @@ def render(groups: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> str
     return "\n".join(parts)
 
 
-def write_doc_section(url: str, name: str, markdown: str, heading: str | None = None) -> None:
-    """Set section `name` of the markdown file at `url`, appending it under `## heading` when missing."""
-    write_section(url, name, markdown, heading=heading)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -228,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         with fsspec.open(args.json, "w") as f:
             json.dump(payload, f, indent=1)
     if args.write:
-        write_doc_section(args.write, args.markdown_section, markdown, args.heading)
+        write_section(args.write, args.markdown_section, markdown, heading=args.heading)
         print(f"updated section {args.markdown_section} of {args.write}", file=sys.stderr)
     return 0
 
