@@ -57,6 +57,7 @@ variant_args() {
     no_exposure)   echo "--model.causal.exposure.mode=none" ;;
     gamma05)       echo "--model.causal.exposure.gamma=0.5" ;;
     gamma2)        echo "--model.causal.exposure.gamma=2.0" ;;
+    item_bias)     echo "--model.causal.exposure.mode=item_bias" ;;   # not in the default VARIANTS
     lightgcn)      echo "--model.name=lightgcn" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
