@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models.backdoor import Backdoor, BackdoorConfig, BufferCodebookStore, VectorQuantizer
+from spawn_ranks import spawn_ranks
 
 D = 4
 
@@ -193,9 +194,7 @@ def _dist_worker(rank: int, init_file: str, out_dir: str) -> None:
 @pytest.mark.distributed
 @pytest.mark.timeout(120)
 def test_two_ranks_share_one_codebook(tmp_path) -> None:
-    import torch.multiprocessing as mp
-
-    mp.spawn(_dist_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_dist_worker, (str(tmp_path / "init"), str(tmp_path)), init_file=str(tmp_path / "init"))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
     for name in ("ema", "restart"):
         torch.testing.assert_close(r0[name]["codes"], r1[name]["codes"], rtol=0, atol=0)

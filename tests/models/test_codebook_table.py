@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from models.backdoor import Backdoor, BackdoorConfig, BufferCodebookStore
 from models.codebook_table import CodebookTable, TableCodebookStore
 from models.embeddings import IdTables
+from spawn_ranks import spawn_ranks
 
 D = 8  # column-wise blocks are multiples of 4: 8 splits over 2 ranks
 CFG = BackdoorConfig(coarse_codes=6, fine_codes=4, ema_decay=0.5, dead_code_threshold=0.3, ema_epsilon=1e-5)
@@ -276,7 +276,7 @@ def _reference() -> tuple[list[list[torch.Tensor]], int]:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> tuple[list[dict], Path]:
     out = tmp_path_factory.mktemp("codebook")
-    mp.spawn(_worker, args=(2, str(out / "init"), str(out)), nprocs=2, join=True)
+    spawn_ranks(_worker, (2, str(out / "init"), str(out)), init_file=str(out / "init"))
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)], out
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torchrec import EmbeddingBagCollection
 
 from data_loaders.graph import CSR, lightgcn_adjacency
@@ -31,6 +30,7 @@ from trainer import checkpoint
 from trainer.checkpoint import TrainState
 from trainer.dense_engine import DenseModules, build_stepper, deepspeed_config
 from trainer.sharding import shard_model
+from spawn_ranks import spawn_ranks
 
 U, I, D, LR, STEPS = 12, 10, 8, 0.05, 3
 USERS = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
@@ -157,7 +157,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("dense_engine")
-    mp.spawn(_worker, args=(2, str(out / "init"), str(out)), nprocs=2, join=True)
+    spawn_ranks(_worker, (2, str(out / "init"), str(out)), init_file=str(out / "init"))
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

@@ -19,6 +19,7 @@ from trainer.evaluate import (
     ranking_metrics,
     topk_items,
 )
+from spawn_ranks import spawn_ranks
 
 
 def csr_from_sets(sets: list[set[int]], num_items: int) -> CSR:
@@ -226,9 +227,7 @@ def _distributed_worker(rank: int, world_size: int, init_file: str, out_dir: str
 
 @pytest.mark.distributed
 def test_distributed_reduce_is_exact(problem, tmp_path):
-    import torch.multiprocessing as mp
-
-    mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), problem), nprocs=2, join=True)
+    spawn_ranks(_distributed_worker, (2, str(tmp_path / "init"), str(tmp_path), problem), init_file=str(tmp_path / "init"))
     user_emb, item_emb, train, valid, test, _ = problem
     ref = evaluate(user_emb, item_emb, test, [train, valid])
     ref_single = evaluate(user_emb, item_emb, test, [train], users=ref.users[:1])

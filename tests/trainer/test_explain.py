@@ -30,6 +30,7 @@ from trainer.evaluate import evaluate, topk_items
 from trainer.explain import explain_codes, explain_user, main
 from trainer.restore import build_from_config, restore_run
 from trainer.sharding import shard_model
+from spawn_ranks import spawn_ranks
 
 CAUSAL = ["--model.name=causal", "--model.embedding_dim=16", "--model.num_layers=2",
           "--model.causal.backdoor.coarse_codes=4", "--model.causal.backdoor.fine_codes=8",
@@ -225,7 +226,7 @@ def _pair_worker(rank: int, data: str, root: str) -> None:
 @pytest.mark.distributed
 @pytest.mark.timeout(300)
 def test_two_rank_checkpoints_reassemble_for_every_plan(tiny_synthetic, tmp_path: Path) -> None:
-    mp.spawn(_pair_worker, args=(tiny_synthetic, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_pair_worker, (tiny_synthetic, str(tmp_path)), init_file=str(tmp_path / "init"))
     for plan in PLANS:
         run = restore_run(str(tmp_path / plan))
         assert plan in run.state.plan, run.state.plan

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from data_loaders.graph import CSR, lightgcn_adjacency
 from models.lightgcn import LightGCNConfig
 from models.registry import build_model
 from trainer.config import ConfigError, load_config
+from spawn_ranks import spawn_ranks
 
 U, I, D, LR = 12, 9, 8, 0.5
 
@@ -102,7 +102,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("sampled")
-    mp.spawn(_worker, args=(2, str(out / "init"), str(out)), nprocs=2, join=True)
+    spawn_ranks(_worker, (2, str(out / "init"), str(out)), init_file=str(out / "init"))
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

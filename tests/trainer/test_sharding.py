@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from models.registry import build_model
 from trainer.sharding import shard_model
+from spawn_ranks import spawn_ranks
 
 U, I, D, LR = 7, 6, 8, 0.5  # D = 8: column-wise blocks are multiples of 4
 EDGES = np.array([[0, 0], [0, 1], [1, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0], [6, 2], [6, 5]])
@@ -105,7 +105,7 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("sharding")
-    mp.spawn(_worker, args=(2, str(out / "init"), str(out)), nprocs=2, join=True)
+    spawn_ranks(_worker, (2, str(out / "init"), str(out)), init_file=str(out / "init"))
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
