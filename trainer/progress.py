@@ -20,8 +20,21 @@ def progress_bar(iterable: Iterable[T], *, total: int, desc: str, unit: str = "i
     if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
         from ray.experimental.tqdm_ray import tqdm as ray_tqdm
 
-        return iter(ray_tqdm(iterable, total=total, desc=desc, unit=unit))
+        return _closing(ray_tqdm(iterable, total=total, desc=desc, unit=unit))
     from tqdm import tqdm
 
     # leave=False: an evaluation bar per epoch would otherwise stack up in the terminal.
     return iter(tqdm(iterable, total=total, desc=desc, unit=unit, leave=False))
+
+
+def _closing(bar) -> Iterator:
+    """Iterate a ``tqdm_ray`` bar and close it at the end (or when the loop breaks).
+
+    Ray's ``tqdm_ray.__iter__`` never closes its bar, and its throttled updates may never send the
+    final count: the driver then keeps every finished bar alive and redraws all of them on each
+    update (an epoch's and each evaluation's bar, for the whole run), which floods a job's log.
+    """
+    try:
+        yield from bar
+    finally:
+        bar.close()
