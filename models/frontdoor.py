@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,12 +113,20 @@ def normalized_adjacency(edge_user: torch.Tensor, edge_item: torch.Tensor, weigh
 
 
 def layer_mean(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
-    """LightGCN's mean of x, A x, ..., A^L x."""
+    """LightGCN's mean of x, A x, ..., A^L x (A sparse, COO or CSR)."""
     total = x
     for _ in range(num_layers):
-        x = torch.sparse.mm(adj, x)
+        x = adj @ x
         total = total + x
     return total / (num_layers + 1)
+
+
+def _csr(coo: torch.Tensor) -> torch.Tensor:
+    """A coalesced COO matrix as CSR: its product with a dense matrix (forward and backward) is
+    about twice as fast on CPU, and it is the mediator's and the user content's inner loop."""
+    with warnings.catch_warnings():  # "CSR support is in beta": CSR @ dense and its backward are all we use
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        return coo.to_sparse_csr()
 
 
 @torch.no_grad()
@@ -159,6 +168,7 @@ class FrontDoor(nn.Module):
         self.register_buffer("score", torch.full((e,), float("nan")))  # last refresh's s_ui (NaN: never)
         self.register_buffer("last_refresh", torch.tensor(-1))
         self._adj: torch.Tensor | None = None  # cache, rebuilt after a refresh / load / device move
+        self._user_mean: torch.Tensor | None = None  # D^-1 R (CSR) of user_content, built on first use
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_adj", None))
         if not cfg.enabled:
             return
@@ -200,10 +210,14 @@ class FrontDoor(nn.Module):
 
     def user_content(self, item_content: torch.Tensor) -> torch.Tensor:
         """h_u = mean of x_i over the user's training edges [U, d] (0 for a user without edges)."""
-        deg = torch.bincount(self.edge_user, minlength=self.num_users).clamp_min(1).to(item_content.dtype)
-        sums = item_content.new_zeros(self.num_users, item_content.shape[1]).index_add(
-            0, self.edge_user, item_content[self.edge_item])
-        return sums / deg.unsqueeze(1)
+        if self._user_mean is None or self._user_mean.device != item_content.device:
+            # The row-normalised users x items training matrix, built once: h = (D^-1 R) x.
+            deg = torch.bincount(self.edge_user, minlength=self.num_users).clamp_min(1).float()
+            index = torch.stack([self.edge_user, self.edge_item]).to(item_content.device)
+            mean = torch.sparse_coo_tensor(index, (1.0 / deg)[self.edge_user].to(item_content.device),
+                                           (self.num_users, self.num_items)).coalesce()
+            self._user_mean = _csr(mean)
+        return self._user_mean.to(item_content.dtype) @ item_content
 
     # ---- topology reconstruction ------------------------------------------------------------------
     def should_refresh(self, epoch: int) -> bool:
@@ -240,8 +254,8 @@ class FrontDoor(nn.Module):
     def adjacency(self) -> torch.Tensor:
         """The normalised adjacency of the kept weighted subgraph (cached between refreshes)."""
         if self._adj is None or self._adj.device != self.weight.device:
-            self._adj = normalized_adjacency(self.edge_user, self.edge_item, self.weight,
-                                             self.num_users, self.num_items)
+            self._adj = _csr(normalized_adjacency(self.edge_user, self.edge_item, self.weight,
+                                                  self.num_users, self.num_items))
         return self._adj
 
     # ---- dictionary, mediator, output -------------------------------------------------------------

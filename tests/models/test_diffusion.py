@@ -110,3 +110,23 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="self_mask_prob"):
         CrossModalDiffusion(["a", "b"], D, DiffusionConfig(self_mask_prob=0.0))
     CrossModalDiffusion(["a", "b"], D, DiffusionConfig(self_mask_prob=0.0, confounder_input="noisy"))
+
+
+def test_loss_items_samples_the_denoising_loss_and_keeps_the_read_out_whole() -> None:
+    torch.manual_seed(0)
+    full = CrossModalDiffusion(["m0", "m1"], D, DiffusionConfig(loss_items=0)).train()
+    part = CrossModalDiffusion(["m0", "m1"], D, DiffusionConfig(loss_items=4)).train()
+    part.load_state_dict(full.state_dict())
+    seen: list[int] = []
+    original = part.diffusion_loss
+    part.diffusion_loss = lambda h, cond: seen.append(h.shape[1]) or original(h, cond)  # type: ignore[method-assign]
+    h = _inputs(2)
+    out_full, out_part = full(h), part(h)
+    assert seen == [4]  # the loss saw a sample of 4 of the N items
+    torch.testing.assert_close(out_part.confounder, out_full.confounder)  # ẑ of every item, unchanged
+    # The sampled loss estimates the full one: averaged over many draws it matches it.
+    torch.manual_seed(1)
+    draws = torch.stack([part(h).terms["diff"] for _ in range(400)]).mean()
+    full_mean = torch.stack([full(h).terms["diff"] for _ in range(400)]).mean()
+    assert abs(float(draws) / float(full_mean) - 1) < 0.1
+    assert CrossModalDiffusion(["m0", "m1"], D, DiffusionConfig(loss_items=N + 5)).train()(h).terms["diff"] > 0
