@@ -52,6 +52,12 @@ class CausalConfig:
         "x^bd enters the item's score (the design). false: the back-door-adjusted content shapes the model only "
         "through the front-door (edge scores of the causal subgraph, the cross-sample dictionary) and the "
         "contrastive view; g_bd is then fixed at 0.")})
+    user_content_in_score: bool = field(default=False, metadata={"doc": (
+        "The user's content view enters h_u with its own gate g_uc (initialised at gate_init): h_u = ẽ_u + g_fd h_u^fd "
+        "+ g_uc c_u, c_u = mean x^bd of the user's training items (as the edge scorer and the contrastive view use "
+        "it). Without it the score meets content only as <h_u, x_i^bd>, an ID row against content; with it, also "
+        "content against content, which is how an item with no training edge can be reached from what the user "
+        "watched (docs/MODEL.md §5).")})
     detach_content: bool = field(default=False, metadata={"doc": (
         "The ranking loss does not train the content path (projections, diffusion, codebook attention): x^bd "
         "enters the score detached and learns only from its own losses (diffusion, VQ, contrast). The content "
@@ -77,10 +83,13 @@ class Representations:
 
     gate_backdoor: torch.Tensor | float = 1.0   # g_bd
     gate_frontdoor: torch.Tensor | float = 1.0  # g_fd
+    content_user: torch.Tensor | None = None    # c_u [U, d] in h_u (causal.user_content_in_score), else None
+    gate_user_content: torch.Tensor | float = 0.0  # g_uc
 
     @property
     def user(self) -> torch.Tensor:
-        return self.id_user + self.gate_frontdoor * self.frontdoor_user
+        user = self.id_user + self.gate_frontdoor * self.frontdoor_user
+        return user if self.content_user is None else user + self.gate_user_content * self.content_user
 
     @property
     def item(self) -> torch.Tensor:
@@ -125,6 +134,8 @@ class CausalRec(nn.Module):
         if not cfg.content_in_score:
             self.gate_backdoor.data.zero_()
         self.gate_frontdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)))
+        if cfg.user_content_in_score:  # registered only when used: checkpoints of other configs are unchanged
+            self.gate_user_content = nn.Parameter(torch.tensor(float(cfg.gate_init)))
         self.to_device(tables.device)
 
     @property
@@ -149,9 +160,13 @@ class CausalRec(nn.Module):
         fd = self.frontdoor(ego_user, ego_item, self.backdoor.dictionary())
         losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},
                   **{f"vq/{k}": v for k, v in bd.terms.items()}}
-        return Representations(ego_user, ego_item, id_user, id_item,
-                               bd.x_bd.detach() if self.cfg.detach_content and self.training else bd.x_bd, fd.user, fd.item,
-                               diff.confounder, bd.x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor, self.gate_frontdoor)
+        scored = bd.x_bd.detach() if self.cfg.detach_content and self.training else bd.x_bd
+        content_user, gate_uc = None, 0.0
+        if self.cfg.user_content_in_score:
+            content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content
+        return Representations(ego_user, ego_item, id_user, id_item, scored, fd.user, fd.item,
+                               diff.confounder, bd.x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor,
+                               self.gate_frontdoor, content_user, gate_uc)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""

@@ -79,6 +79,8 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     parts = {"id": (r.id_item, 1.0), "backdoor": (r.backdoor_item, g_bd), "frontdoor": (r.frontdoor_item, g_fd)}
     values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
     out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
+    if r.content_user is not None:  # causal.user_content_in_score: h_u also holds g_uc c_u
+        out["gates"]["user_content"] = float(r.gate_user_content)
     codes = model.backdoor.assign(r.confounder[items]) if model.cfg.backdoor.enabled else ()
     # The ranking is under do(uniform exposure): b_i is not in the score; shown for reference.
     exposure = model.exposure(torch.as_tensor(items)).tolist() if model.exposure.enabled else None
@@ -155,9 +157,11 @@ def render_user(rep: dict[str, Any]) -> str:
         lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {t['held_out']} |" for t in rep["top"]]
         return "\n".join(lines + ["", f"Note: {rep['note']}.", ""])
     g = rep["gates"]
+    user_terms = "ẽ_u + g_fd h_u^fd" + (" + g_uc c_u" if "user_content" in g else "")
+    user_gate = f", g_uc = {g['user_content']:.4f}" if "user_content" in g else ""
     lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>, "
-              f"h_u = ẽ_u + g_fd h_u^fd (docs/MODEL.md §5); gates g_bd = {g['backdoor']:.4f}, "
-              f"g_fd = {g['frontdoor']:.4f}.", "",
+              f"h_u = {user_terms} (docs/MODEL.md §5); gates g_bd = {g['backdoor']:.4f}, "
+              f"g_fd = {g['frontdoor']:.4f}{user_gate}.", "",
               "| rank | item | score | ID | back-door | front-door | codes | held out |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {_num(t['id'])} | {_num(t['backdoor'])} | "
               f"{_num(t['frontdoor'])} | {'/'.join(map(str, t['codes'])) or '—'} | {t['held_out']} |" for t in rep["top"]]

@@ -21,7 +21,7 @@ def _model(**switches: bool) -> CausalRec:
     keys = np.unique(rng.integers(0, U * I, size=50))
     train = CSR.from_pairs(keys // I, keys % I, U, I)
     features = {"image": torch.randn(I, 6), "text": torch.randn(I, 5)}
-    cfg = CausalConfig()
+    cfg = CausalConfig(user_content_in_score=switches.get("user_content", False))
     cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4, enabled=switches.get("backdoor", True))
     cfg.diffusion = dataclasses.replace(cfg.diffusion, enabled=switches.get("diffusion", True))
     cfg.frontdoor = dataclasses.replace(cfg.frontdoor, enabled=switches.get("frontdoor", True), warmup_epochs=1,
@@ -99,3 +99,20 @@ def test_needs_features() -> None:
     with pytest.raises(ValueError, match="content features"):
         CausalRec(IdTables(1, 1, 4), num_layers=1, adjacency=lightgcn_adjacency(train), features={}, train=train,
                   reg_weight=0.0)
+
+
+def test_user_content_in_score_adds_the_gated_mean_content_of_the_users_items() -> None:
+    plain, with_uc = _model(), _model(user_content=True)
+    assert "gate_user_content" not in dict(plain.named_parameters())  # other configs' checkpoints unchanged
+    with_uc.eval()
+    with torch.no_grad():
+        with_uc.gate_user_content.fill_(0.5)
+    r = with_uc.represent()
+    c_u = with_uc.frontdoor.user_content(r.backdoor_item)
+    torch.testing.assert_close(r.user, r.id_user + r.gate_frontdoor * r.frontdoor_user + 0.5 * c_u)
+    # The gate learns from the ranking loss (it starts at gate_init = 0, like the other gates).
+    with_uc.train()
+    with torch.no_grad():
+        with_uc.gate_user_content.zero_()
+    with_uc(*_batch())["bpr"].backward()
+    assert with_uc.gate_user_content.grad is not None and float(with_uc.gate_user_content.grad.abs()) > 0
