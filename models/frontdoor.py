@@ -208,6 +208,10 @@ class FrontDoor(nn.Module):
             loss = (F.softplus(-lp) + F.softplus(ln)).mean()
         return self.cfg.loss_weight * loss
 
+    def user_degree(self) -> torch.Tensor:
+        """Training edges per user [U] (int64)."""
+        return torch.bincount(self.edge_user, minlength=self.num_users)
+
     def user_content(self, item_content: torch.Tensor) -> torch.Tensor:
         """h_u = mean of x_i over the user's training edges [U, d] (0 for a user without edges)."""
         if self._user_mean is None or self._user_mean.device != item_content.device:

@@ -116,3 +116,24 @@ def test_user_content_in_score_adds_the_gated_mean_content_of_the_users_items() 
         with_uc.gate_user_content.zero_()
     with_uc(*_batch())["bpr"].backward()
     assert with_uc.gate_user_content.grad is not None and float(with_uc.gate_user_content.grad.abs()) > 0
+
+
+def test_user_content_scores_the_positive_with_a_profile_that_leaves_it_out() -> None:
+    model = _model(user_content=True)
+    model.eval()  # no EMA step, no diffusion noise: represent() is deterministic
+    with torch.no_grad():
+        model.gate_user_content.fill_(0.7)
+    fd = model.frontdoor
+    # One training edge per user (as BPR positives always are), users of degree 1 included.
+    first = {int(u): int(i) for u, i in zip(fd.edge_user.flip(0), fd.edge_item.flip(0))}
+    users, pos = torch.tensor(list(first)), torch.tensor(list(first.values()))
+    assert {int(d) for d in fd.user_degree()[users]} >= {1, 2}
+    r = model.represent()
+    got = model._leave_one_out(r, users, pos, r.item[pos])
+    for b, (u, i) in enumerate(zip(users.tolist(), pos.tolist())):
+        items = fd.edge_item[fd.edge_user == u]
+        others = items[items != i]
+        c_loo = r.backdoor_item[others].mean(0) if others.numel() else torch.zeros(D)
+        user_loo = r.id_user[u] + r.gate_frontdoor * r.frontdoor_user[u] + 0.7 * c_loo
+        torch.testing.assert_close(float(r.user[u] @ r.item[i] + got[b]), float(user_loo @ r.item[i]),
+                                   rtol=1e-5, atol=1e-5)
