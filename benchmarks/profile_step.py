@@ -60,6 +60,14 @@ def build(cfg):
     return stepper, sharded.model.module, sampler, train
 
 
+def _batches(sampler):
+    """The sampler's batches, epoch after epoch: a large batch leaves fewer steps per epoch than are timed."""
+    epoch = 0
+    while True:
+        yield from sampler.epoch(epoch)
+        epoch += 1
+
+
 def _step(stepper, batch) -> None:
     out = stepper.forward(torch.as_tensor(batch.users), torch.as_tensor(batch.positives),
                           torch.as_tensor(batch.negatives))
@@ -74,7 +82,7 @@ def profile_config(path: str, steps: int, warmup: int, top: int) -> tuple[str, l
     inner.train()
     if hasattr(inner, "start_epoch"):
         inner.start_epoch(0)
-    batches = sampler.epoch(0)
+    batches = _batches(sampler)
     for _ in range(warmup):
         _step(stepper, next(batches))
     walls, cpus = [], []

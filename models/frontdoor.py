@@ -219,7 +219,7 @@ class FrontDoor(nn.Module):
             deg = torch.bincount(self.edge_user, minlength=self.num_users).clamp_min(1).float()
             index = torch.stack([self.edge_user, self.edge_item]).to(item_content.device)
             mean = torch.sparse_coo_tensor(index, (1.0 / deg)[self.edge_user].to(item_content.device),
-                                           (self.num_users, self.num_items)).coalesce()
+                                           (self.num_users, self.num_items), check_invariants=True).coalesce()
             self._user_mean = _csr(mean)
         return self._user_mean.to(item_content.dtype) @ item_content
 
