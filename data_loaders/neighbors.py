@@ -39,9 +39,13 @@ _KEY_SORT_RATIO = 3
 _SAMPLER_STREAM = 0x5A3D1E  # separates this generator from any other (seed, epoch, ...)-seeded stream
 
 
-def sampling_rng(seed: int, epoch: int, step: int, rank: int) -> np.random.Generator:
-    """The generator of one (run seed, epoch, step, rank): reproducible, independent across all four."""
-    return np.random.default_rng([_SAMPLER_STREAM, seed, epoch, step, rank])
+def sampling_rng(seed: int, epoch: int, step: int, rank: int, stream: int = 0) -> np.random.Generator:
+    """The generator of one (run seed, epoch, step, rank): reproducible, independent across all four.
+
+    `stream` separates several samplers of one step (the causal model samples the backbone's
+    neighbourhood, the users' content profiles and the front-door subgraph's neighbourhood).
+    """
+    return np.random.default_rng([_SAMPLER_STREAM + stream, seed, epoch, step, rank])
 
 
 @dataclass

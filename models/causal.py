@@ -23,13 +23,14 @@ from torch import nn
 
 from data_loaders.graph import CSR
 from models.backdoor import Backdoor, BackdoorConfig
+from models.causal_sampled import check_sampled_config, sampled_forward
 from models.bpr import RegType, bpr_loss_terms
 from models.contrast import ContrastConfig, cross_view_loss
 from models.diffusion import CrossModalDiffusion, DiffusionConfig
 from models.embeddings import IdTables
 from models.exposure import ExposureConfig, ExposureTerm
 from models.frontdoor import FrontDoor, FrontdoorConfig
-from models.lightgcn import LightGCN
+from models.lightgcn import LightGCN, LightGCNConfig
 from models.projection import ModalityProjection, ProjectionConfig
 
 
@@ -43,6 +44,11 @@ class CausalConfig:
     frontdoor: FrontdoorConfig = field(default_factory=FrontdoorConfig)
     contrast: ContrastConfig = field(default_factory=ContrastConfig)
     exposure: ExposureConfig = field(default_factory=ExposureConfig)
+    backbone: LightGCNConfig = field(default_factory=LightGCNConfig)
+    profile_fanout: int = field(default=20, metadata={"doc": (
+        "With backbone.graph_mode: sampled, at most this many of a batch user's training items (uniform, without "
+        "replacement, drawn every step) make its content profile c_u, an unbiased estimate of the mean over all "
+        "of them; >= the largest user degree is exact (docs/MODEL.md §5b).")})
     gate_init: float = field(default=0.0, metadata={"doc": (
         "Initial value of the learnable scalar gates g_bd, g_fd that scale the back-door and front-door terms in "
         "the score (ReZero-style): 0 starts the model as its LightGCN backbone and lets training decide how much "
@@ -102,23 +108,28 @@ class CausalRec(nn.Module):
     Args:
         tables: the ID tables (sharded later by trainer/sharding.py).
         num_layers: backbone LightGCN layers.
-        adjacency: normalised user-item adjacency (see `LightGCN`).
+        adjacency: normalised user-item adjacency (see `LightGCN`); None with `backbone.graph_mode: sampled`.
         features: raw item features per modality, row i = item i (>= 2 modalities for diffusion).
         train: the training graph (its edges are the front-door's candidate causal edges).
         reg_weight, reg_type: the ego-embedding regulariser (as in LightGCN).
         cfg: `CausalConfig`.
+        seed: the run's seed (the sampled mode's per-step neighbour samples derive from it).
     """
 
-    def __init__(self, tables: IdTables, *, num_layers: int, adjacency: torch.Tensor,
+    def __init__(self, tables: IdTables, *, num_layers: int, adjacency: torch.Tensor | None,
                  features: dict[str, torch.Tensor], train: CSR, reg_weight: float,
-                 reg_type: RegType | str = RegType.MMREC, cfg: CausalConfig | None = None) -> None:
+                 reg_type: RegType | str = RegType.MMREC, cfg: CausalConfig | None = None, seed: int = 0) -> None:
         super().__init__()
         cfg = cfg or CausalConfig()
         if not features:
             raise ValueError("CausalRec needs item content features (a dataset with modalities)")
+        self.sampled = cfg.backbone.graph_mode == "sampled"
+        if self.sampled:
+            cfg = check_sampled_config(cfg)  # and every rank quantises different items: sum the EMA statistics
         self.cfg = cfg
-        self.backbone = LightGCN(tables.num_users, tables.num_items, tables.dim, num_layers, adjacency, tables,
-                                 reg_weight=reg_weight, reg_type=reg_type)
+        self.backbone = LightGCN(tables.num_users, tables.num_items, tables.dim, num_layers,
+                                 None if self.sampled else adjacency, tables, reg_weight=reg_weight,
+                                 reg_type=reg_type, cfg=cfg.backbone, train=train, seed=seed)
         dim = tables.dim
         names = sorted(features)
         # Content features are data, rebuilt from the dataset: a plain attribute like the adjacency.
@@ -128,7 +139,8 @@ class CausalRec(nn.Module):
         self.backdoor = Backdoor(dim, cfg.backdoor)
         edge_user = torch.from_numpy(train.row_ids()).long()
         edge_item = torch.from_numpy(train.indices).long()
-        self.frontdoor = FrontDoor(tables.num_users, tables.num_items, edge_user, edge_item, dim, cfg.frontdoor)
+        self.frontdoor = FrontDoor(tables.num_users, tables.num_items, edge_user, edge_item, dim, cfg.frontdoor,
+                                   chunk_edges=cfg.backbone.eval_chunk_edges if self.sampled else None)
         self.exposure = ExposureTerm(torch.bincount(edge_item, minlength=tables.num_items), cfg.exposure)
         self.gate_backdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)), requires_grad=cfg.content_in_score)
         if not cfg.content_in_score:
@@ -170,6 +182,8 @@ class CausalRec(nn.Module):
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
+        if self.sampled:
+            return sampled_forward(self, users, pos, neg)
         r = self.represent()
         user, item = r.user, r.item
         margin = self.exposure(pos) - self.exposure(neg) if self.exposure.enabled else None
@@ -216,6 +230,7 @@ class CausalRec(nn.Module):
 
         Identical on every rank: the inputs are the full replicated representations.
         """
+        self.backbone.start_epoch(epoch)  # the epoch's neighbour samples (sampled mode)
         was_training = self.training
         self.eval()
         try:

@@ -19,11 +19,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data_loaders.graph import CSR
+from data_loaders.neighbors import NeighborGraph
 from models.backdoor import PriorAttention
+from models.lightgcn import graph_mm
 
 
 def _doc(text: str, default: Any) -> Any:
@@ -150,10 +154,13 @@ class FrontDoor(nn.Module):
         edge_user, edge_item: the training edges (int64 [E]; e.g. CSR row ids and indices).
         dim: d.
         cfg: `FrontdoorConfig`.
+        chunk_edges: None: the full mediator propagates with the cached normalised adjacency of the
+            kept subgraph; a number: in row blocks of about this many entries of `kept_graph()`
+            (the causal model's sampled mode, where no (U+I) x (U+I) matrix is built).
     """
 
     def __init__(self, num_users: int, num_items: int, edge_user: torch.Tensor, edge_item: torch.Tensor,
-                 dim: int, cfg: FrontdoorConfig | None = None) -> None:
+                 dim: int, cfg: FrontdoorConfig | None = None, chunk_edges: int | None = None) -> None:
         super().__init__()
         cfg = cfg or FrontdoorConfig()
         if not 0 < cfg.keep_ratio <= 1 or cfg.refresh_every < 1:
@@ -169,7 +176,9 @@ class FrontDoor(nn.Module):
         self.register_buffer("last_refresh", torch.tensor(-1))
         self._adj: torch.Tensor | None = None  # cache, rebuilt after a refresh / load / device move
         self._user_mean: torch.Tensor | None = None  # D^-1 R (CSR) of user_content, built on first use
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_adj", None))
+        self._kept_graph: NeighborGraph | None = None  # kept subgraph for sampled mode, built on first use
+        self.chunk_edges = chunk_edges
+        self.register_load_state_dict_post_hook(lambda module, keys: module._invalidate())
         if not cfg.enabled:
             return
         if cfg.score == "mlp":
@@ -244,7 +253,12 @@ class FrontDoor(nn.Module):
         self.kept.copy_(kept)
         self.weight.copy_(torch.where(kept, scores if self.cfg.weighted else torch.ones_like(scores),
                                       torch.zeros_like(scores)))
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        """Drop what is derived from the kept edges (after a refresh or a checkpoint load)."""
         self._adj = None
+        self._kept_graph = None
 
     def maybe_refresh(self, epoch: int, user_content: torch.Tensor, item_content: torch.Tensor,
                       user_id: torch.Tensor, item_id: torch.Tensor) -> bool:
@@ -284,17 +298,39 @@ class FrontDoor(nn.Module):
         """
         if not self.cfg.enabled:
             return FrontdoorOutput(user_ego.new_zeros(user_ego.shape), item_ego.new_zeros(item_ego.shape))
-        m = layer_mean(self.adjacency(), torch.cat([user_ego, item_ego]), self.cfg.num_layers)
-        if self.cfg.cross_sample:
-            vectors, prior = dictionary if dictionary is not None else (self.centroids, self.centroid_prior)
-            if float(prior.sum()) > 0:
-                x_bar = self.attention(m, vectors.detach(), prior.detach())
-            else:
-                x_bar = torch.zeros_like(m)
-            h = self.out(torch.cat([m, x_bar], dim=-1)) if self.cfg.output == "mlp" else m + x_bar
-        else:
-            h = self.out(m) if self.cfg.output == "mlp" else m
+        x = torch.cat([user_ego, item_ego])
+        if self.chunk_edges is None:
+            m = layer_mean(self.adjacency(), x, self.cfg.num_layers)
+        else:  # no (U+I) x (U+I) adjacency at catalog scale: row blocks of the kept graph
+            m, total = x, x
+            for _ in range(self.cfg.num_layers):
+                m = graph_mm(self.kept_graph(), m, self.chunk_edges)
+                total = total + m
+            m = total / (self.cfg.num_layers + 1)
+        h = self.head(m, dictionary)
         return FrontdoorOutput(h[:self.num_users], h[self.num_users:], m[:self.num_users], m[self.num_users:])
+
+    def head(self, m: torch.Tensor, dictionary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """h^fd from the mediator rows m [N, d] (any rows: all nodes, or a batch's)."""
+        if not self.cfg.cross_sample:
+            return self.out(m) if self.cfg.output == "mlp" else m
+        vectors, prior = dictionary if dictionary is not None else (self.centroids, self.centroid_prior)
+        if float(prior.sum()) > 0:
+            x_bar = self.attention(m, vectors.detach(), prior.detach())
+        else:
+            x_bar = torch.zeros_like(m)
+        return self.out(torch.cat([m, x_bar], dim=-1)) if self.cfg.output == "mlp" else m + x_bar
+
+    def kept_graph(self) -> NeighborGraph:
+        """The kept weighted subgraph as a neighbour graph (for sampled mini-batches and chunked
+        propagation), rebuilt after a refresh or a checkpoint load; O(E) numpy, no U x I array."""
+        if self._kept_graph is None:
+            keep = (self.weight > 0).cpu().numpy()
+            csr = CSR.from_pairs(self.edge_user.cpu().numpy()[keep], self.edge_item.cpu().numpy()[keep],
+                                 self.num_users, self.num_items,
+                                 data=self.weight.detach().cpu().numpy()[keep].astype(np.float64))
+            self._kept_graph = NeighborGraph.from_csr(csr)
+        return self._kept_graph
 
     # ---- interpretability ---------------------------------------------------------------------------
     def edge_stats(self) -> dict[str, torch.Tensor]:

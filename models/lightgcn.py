@@ -79,6 +79,65 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+def graph_mm(g: NeighborGraph, x: torch.Tensor, max_entries: int) -> torch.Tensor:
+    """A_hat @ x for the normalised adjacency of `g`, one CSR block of rows (<= ~max_entries
+    entries) at a time, so the whole COO adjacency is never held."""
+    blocks = []
+    for start, stop in g.row_chunks(max_entries):
+        lo, hi = int(g.indptr[start]), int(g.indptr[stop])
+        entries = np.arange(lo, hi, dtype=np.int64)
+        rows = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(g.indptr[start:stop + 1]))
+        block = _csr_matrix(rows - start, g.indices[lo:hi], g.normalised_weights(rows, entries),
+                            (stop - start, g.num_nodes), x.device)
+        blocks.append(torch.sparse.mm(block, x))
+    return torch.cat(blocks)
+
+
+def subgraph_layer_mean(sub: SampledSubgraph, h: torch.Tensor) -> torch.Tensor:
+    """LightGCN's layer mean of the batch nodes N_0 ([|N_0|, d]) from the layer-0 rows `h` of every
+    node of `sub` (its local order), propagated over its len(sub.hops) sampled hops."""
+    n0, layers = sub.sizes[0], len(sub.hops)
+    total = h[:n0]
+    # Layer l uses hop L-l+1: dst in N_{L-l}, src in N_{L-l+1} (where h^{l-1} lives).
+    for hop in reversed(range(layers)):
+        dst, src, weight = sub.hops[hop]
+        matrix = _csr_matrix(dst, src, weight, (sub.sizes[hop], sub.sizes[hop + 1]), h.device)
+        h = torch.sparse.mm(matrix, h)
+        total = total + h[:n0]
+    return total / (layers + 1)
+
+
+def lookup_nodes(tables: IdTables, nodes: np.ndarray, num_users: int) -> torch.Tensor:
+    """Layer-0 rows of unified node ids `nodes` (users < num_users, then items), in that order:
+    one lookup (one KJT) through the possibly sharded tables.
+
+    Row-wise sharded tables need the same lookup size on every rank (models/embeddings.py),
+    and sampled node sets differ by rank, so with more than one rank the id lists are padded
+    to the largest size over ranks (one small all-reduce; the padding rows are sliced off
+    and get no gradient). Table-wise, column-wise and data-parallel tables would not need
+    it; it is done regardless of the plan, which the model does not know.
+    """
+    device = tables.device
+    nodes = np.asarray(nodes, dtype=np.int64)
+    is_user = nodes < num_users
+    user_ids = torch.from_numpy(nodes[is_user]).to(device)
+    item_ids = torch.from_numpy(nodes[~is_user] - num_users).to(device)
+    num_u, num_i = user_ids.numel(), item_ids.numel()
+    _, world_size = _world()
+    if world_size > 1:
+        size = torch.tensor([max(num_u, num_i)], dtype=torch.int64, device=device)
+        dist.all_reduce(size, op=dist.ReduceOp.MAX)
+        stride = int(size.item())
+        if max(num_u, num_i) < stride:  # padding one list to `stride` sets the KJT's stride
+            user_ids = torch.cat([user_ids, user_ids.new_zeros(stride - num_u)])
+    ego_users, ego_items = tables.lookup(user_ids, item_ids)
+    x0 = torch.cat([ego_users[:num_u], ego_items[:num_i]])
+    order = np.empty(len(nodes), dtype=np.int64)  # position of each node in [users ; items]
+    order[is_user] = np.arange(num_u)
+    order[~is_user] = num_u + np.arange(num_i)
+    return x0[torch.from_numpy(order).to(device)]
+
+
 class LightGCN(nn.Module):
     """LightGCN scored with BPR.
 
@@ -166,16 +225,7 @@ class LightGCN(nn.Module):
         if self.adjacency is not None:
             return torch.sparse.mm(self.adjacency, x)
         # Sampled mode keeps no adjacency: one CSR block of rows at a time from the neighbour graph.
-        g = self.graph
-        blocks = []
-        for start, stop in g.row_chunks(self.cfg.eval_chunk_edges):
-            lo, hi = int(g.indptr[start]), int(g.indptr[stop])
-            entries = np.arange(lo, hi, dtype=np.int64)
-            rows = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(g.indptr[start:stop + 1]))
-            block = _csr_matrix(rows - start, g.indices[lo:hi], g.normalised_weights(rows, entries),
-                                (stop - start, g.num_nodes), x.device)
-            blocks.append(torch.sparse.mm(block, x))
-        return torch.cat(blocks)
+        return graph_mm(self.graph, x, self.cfg.eval_chunk_edges)
 
     def _layer_mean(self, ego_users: torch.Tensor, ego_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([ego_users, ego_items])
@@ -202,43 +252,13 @@ class LightGCN(nn.Module):
         return self.sampler.sample(seeds, rng)
 
     def _lookup_nodes(self, sub: SampledSubgraph) -> torch.Tensor:
-        """Layer-0 rows of every node of `sub`, in its local order: one lookup (one KJT).
-
-        Row-wise sharded tables need the same lookup size on every rank (models/embeddings.py),
-        and subgraph sizes differ by rank, so with more than one rank the id lists are padded
-        to the largest size over ranks (one small all-reduce; the padding rows are sliced off
-        and get no gradient). Table-wise, column-wise and data-parallel tables would not need
-        it; it is done regardless of the plan, which the model does not know.
-        """
-        device = self.tables.device
-        user_ids = torch.from_numpy(sub.user_ids()).to(device)
-        item_ids = torch.from_numpy(sub.item_ids()).to(device)
-        num_u, num_i = user_ids.numel(), item_ids.numel()
-        _, world_size = _world()
-        if world_size > 1:
-            size = torch.tensor([max(num_u, num_i)], dtype=torch.int64, device=device)
-            dist.all_reduce(size, op=dist.ReduceOp.MAX)
-            stride = int(size.item())
-            if max(num_u, num_i) < stride:  # padding one list to `stride` sets the KJT's stride
-                user_ids = torch.cat([user_ids, user_ids.new_zeros(stride - num_u)])
-        ego_users, ego_items = self.tables.lookup(user_ids, item_ids)
-        x0 = torch.cat([ego_users[:num_u], ego_items[:num_i]])
-        return x0[torch.from_numpy(sub.type_order()).to(device)]
+        """Layer-0 rows of every node of `sub`, in its local order: one lookup (one KJT)."""
+        return lookup_nodes(self.tables, sub.nodes, self.num_users)
 
     def sampled_layer_mean(self, sub: SampledSubgraph) -> tuple[torch.Tensor, torch.Tensor]:
         """(layer mean, layer 0) of the batch's distinct nodes N_0 ([|N_0|, d] each)."""
-        device = self.tables.device
         h = self._lookup_nodes(sub)
-        n0 = sub.sizes[0]
-        ego = h[:n0]
-        total = ego
-        # Layer l uses hop L-l+1: dst in N_{L-l}, src in N_{L-l+1} (where h^{l-1} lives).
-        for hop in reversed(range(self.num_layers)):
-            dst, src, weight = sub.hops[hop]
-            matrix = _csr_matrix(dst, src, weight, (sub.sizes[hop], sub.sizes[hop + 1]), device)
-            h = torch.sparse.mm(matrix, h)
-            total = total + h[:n0]
-        return total / (self.num_layers + 1), ego
+        return subgraph_layer_mean(sub, h), h[:sub.sizes[0]]
 
     # ---- training and evaluation ------------------------------------------------------------
 

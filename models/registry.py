@@ -71,12 +71,14 @@ def _freedom(tables: IdTables, **args: Any) -> nn.Module:
 
 
 def _causal(tables: IdTables, **args: Any) -> nn.Module:
-    adjacency = _adjacency(args)
-    if args["train"] is None or adjacency is None or not args["features"]:
+    cfg = args["options"] or CausalConfig()
+    # Sampled mode, like sampled LightGCN, never builds the (U+I) x (U+I) adjacency.
+    adjacency = _adjacency(args) if cfg.backbone.graph_mode == "full" else None
+    if args["train"] is None or not args["features"] or (adjacency is None and cfg.backbone.graph_mode == "full"):
         raise ValueError("build_model('causal') needs the training graph, its adjacency and the item features")
     return CausalRec(tables, num_layers=args["num_layers"], adjacency=adjacency, features=args["features"],
-                     train=args["train"], reg_weight=args["reg_weight"], reg_type=args["reg_type"],
-                     cfg=args["options"] or CausalConfig())
+                     train=args["train"], reg_weight=args["reg_weight"], reg_type=args["reg_type"], cfg=cfg,
+                     seed=args["seed"])
 
 
 _BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {

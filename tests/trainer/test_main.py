@@ -68,13 +68,15 @@ def test_restart_continues_from_checkpoint(ray_session, tiny_synthetic, tmp_path
     assert straight["best_valid"]["recall@20"] == pytest.approx(second["best_valid"]["recall@20"], abs=1e-9)
 
 
-def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: Path) -> None:
-    """The causal model through the same trainer: dense modules, codebook, subgraph refresh."""
-    cfg = _cfg(tiny_synthetic, tmp_path, "causal", **{
+@pytest.mark.parametrize("graph_mode", ["full", "sampled"])
+def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: Path, graph_mode: str) -> None:
+    """The causal model through the same trainer: dense modules, codebook, subgraph refresh; the
+    sampled mode with each rank's own neighbourhoods, profiles and codebook statistics."""
+    cfg = _cfg(tiny_synthetic, tmp_path, f"causal-{graph_mode}", **{
         "model.name": "causal", "train.epochs": 3, "model.causal.backdoor.coarse_codes": 4,
         "model.causal.backdoor.fine_codes": 8, "model.causal.frontdoor.warmup_epochs": 1,
         "model.causal.frontdoor.refresh_every": 1, "model.causal.exposure.mode": "degree",
-        "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5})
+        "model.causal.backbone.graph_mode": graph_mode, "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5})
     out = fit(cfg)
     assert out["epoch"] == 3 and out["best_valid"]["recall@20"] > 0
     kept = [h["frontdoor/kept_fraction"] for h in out["history"] if "frontdoor/kept_fraction" in h]
