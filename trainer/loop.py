@@ -162,6 +162,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         # Per-epoch model work (a resampled graph, refreshed codebook prior ...); identical on
         # every rank because it is seeded by (run.seed, epoch), never by rank.
         epoch_stats = inner.start_epoch(epoch) if hasattr(inner, "start_epoch") else {}
+        # Part of epoch_seconds; separate because it is per epoch, not per step (benchmarks/scale.py).
+        epoch_stats["start_epoch_seconds"] = time.perf_counter() - started
         losses = []
         steps = sampler.epoch(epoch)
         if rank == 0 and cfg.logging.progress:

@@ -45,15 +45,16 @@ def test_scale_tiny(ray_session, tmp_path: Path, capsys) -> None:
     sys.path.insert(0, str(REPO))
     from benchmarks import scale
 
-    scale.main(["--sizes", "300,600", "--steps", "2", "--eval-users", "50", "--modalities", "image:4",
+    scale.main(["--sizes", "300,600", "--steps", "2", "--eval-users", "50", "--modalities", "image:4,text:4",
                 "--data-dir", str(tmp_path / "data"), "--no-record"])
     out = capsys.readouterr().out
     assert "| 300 | 300 |" in out and "| 600 | 600 |" in out  # generation rows
     assert "2 of" in out and "x the linear prediction from 300" in out
-    # A second run reuses the datasets instead of generating them again.
-    scale.main(["--sizes", "300", "--steps", "1", "--eval-users", "20", "--modalities", "image:4",
-                "--data-dir", str(tmp_path / "data"), "--no-record"])
-    assert "reused (figures of its generation)" in capsys.readouterr().out
+    # A second run reuses the datasets instead of generating them again; the causal model's sampled mode.
+    scale.main(["--model", "causal", "--optimizer", "adagrad", "--sizes", "300", "--steps", "1", "--eval-users", "20",
+                "--modalities", "image:4,text:4", "--data-dir", str(tmp_path / "data"), "--no-record"])
+    out = capsys.readouterr().out
+    assert "reused (figures of its generation)" in out and "## Cost curve: sampled causal model" in out
 
 
 def test_scale_section_names_keep_runs_over_other_sizes_apart() -> None:
@@ -63,3 +64,4 @@ def test_scale_section_names_keep_runs_over_other_sizes_apart() -> None:
     assert section_name("fused", 0, "1000000") == "scale-fused-epoch-1m"
     assert section_name("dense", 0, "10000,100000") == "scale-dense-epoch-10k-100k"
     assert section_name("fused", 0, "1500") == "scale-fused-epoch-1500"
+    assert section_name("fused", 200, DEFAULT_SIZES, "causal") == "scale-causal-fused-200steps"
