@@ -1,6 +1,7 @@
 """Seconds per training epoch and per full evaluation, 1 and 2 workers, through the real trainer.
 
     .venv/bin/python benchmarks/epoch_time.py [--data data/baby] [--epochs 3] [--model lightgcn]
+    .venv/bin/python benchmarks/epoch_time.py --config configs/tiktok_causal.yaml [--epochs 4]
 
 Runs `trainer.main.fit` (Ray Train, TorchRec DMP) for a few epochs with evaluation every epoch,
 drops the first epoch (warm-up: allocator, thread pools) and reports the median of the rest.
@@ -22,9 +23,11 @@ from trainer.config import load_config  # noqa: E402
 from trainer.main import fit  # noqa: E402
 
 
-def measure(data: str, model: str, workers: int, epochs: int, storage: str) -> dict[str, float]:
-    cfg = load_config(None, [
-        f"--data.url={data}", f"--model.name={model}", f"--scaling.num_workers={workers}",
+def measure(config: str | None, data: str, model: str, workers: int, epochs: int, storage: str) -> dict[str, float]:
+    # With --config its data and model; otherwise the default config with --data and --model.
+    chosen = [] if config else [f"--data.url={data}", f"--model.name={model}"]
+    cfg = load_config(config, [
+        *chosen, f"--scaling.num_workers={workers}", "--scaling.threads_per_worker=0",
         f"--scaling.cpus_per_worker={1.0 / workers}", f"--train.epochs={epochs}", "--train.eval_every=1",
         f"--run.storage_path={storage}", f"--run.name={model}-w{workers}", "--logging.progress=false",
     ])
@@ -35,29 +38,40 @@ def measure(data: str, model: str, workers: int, epochs: int, storage: str) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="a YAML experiment file (its data and model); else the default config "
+                                         "with --data and --model")
     parser.add_argument("--data", default="data/baby")
     parser.add_argument("--model", default="lightgcn")
     parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
+    if args.config:
+        cfg = load_config(args.config)
+        args.data, args.model = cfg.data.url, cfg.model.name
+        what = f"`{args.config}` (batch {cfg.train.batch_size})"
+        command = f"--config {args.config} --epochs {args.epochs}"
+    else:
+        what = "the default config (batch 2048, 64-d, 2 layers, dense Adam tables)"
+        command = f"--data {args.data} --model {args.model} --epochs {args.epochs}"
     rows = []
     with tempfile.TemporaryDirectory() as storage:
         for workers in (1, 2):
-            m = measure(args.data, args.model, workers, args.epochs, storage)
+            m = measure(args.config, args.data, args.model, workers, args.epochs, storage)
             rows.append(f"| {args.model} | {Path(args.data).name} | {workers} | {m['epoch_s']:.2f} | {m['eval_s']:.2f} |")
             print(rows[-1], flush=True)
     table = "\n".join([
         f"## Epoch and evaluation time ({args.model}, {Path(args.data).name})",
         "",
-        f"`.venv/bin/python benchmarks/epoch_time.py --data {args.data} --model {args.model} --epochs {args.epochs}`",
+        f"`.venv/bin/python benchmarks/epoch_time.py {command}`",
         f"on {machine()}. Median over epochs 2..{args.epochs}; evaluation = all valid users, full ranking,",
-        "users split over workers. Default config otherwise (batch 2048, 64-d, 2 layers, dense Adam tables).",
+        f"users split over workers; torch threads = the cores / workers. {what}.",
         "",
         "| model | data | workers | s / training epoch | s / full evaluation |",
         "|---|---|---|---|---|",
         *rows,
     ])
     print(table)
-    record_section(f"epoch_time-{args.model}-{Path(args.data).name}", table)
+    name = Path(args.config).stem if args.config else f"{args.model}-{Path(args.data).name}"
+    record_section(f"epoch_time-{name}", table)
 
 
 if __name__ == "__main__":
