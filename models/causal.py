@@ -9,9 +9,11 @@ h^fd: the front-door term (mediator propagated on the reconstructed causal subgr
 cross-sample attention over the codebook). Every module has an `enabled` switch; with all of
 them off the content term is the plain mean of the modality projections.
 
-Full-graph training, like the backbone: each step computes every user's and item's
+Full-graph training by default, like the backbone: each step computes every user's and item's
 representation, every rank identically (the content path is dense and replicated; only the ID
-tables are sharded), and scores its own share of the batch.
+tables are sharded), and scores its own share of the batch. With `backbone.graph_mode: sampled`
+each rank computes only its batch's sampled neighbourhoods and items (models/causal_sampled.py),
+for catalogs where a full step per batch is out of reach.
 """
 
 from __future__ import annotations
