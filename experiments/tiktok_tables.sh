@@ -5,9 +5,6 @@
 #   tiktok-seeds-runs      every run, one row each (python -m trainer.report)
 #   tiktok-seeds           mean ± std over seeds per model, with the published figures (--group-seeds)
 #   tiktok-paired          causal vs each baseline: paired t-test and bootstrap over users (trainer.compare)
-#   tiktok-flat-means      the same with a causal variant (VARIANT, default causal_flat_codebook) added
-#   tiktok-flat-paired     VARIANT vs each baseline and the two-level causal model (trainer.compare)
-#   tiktok-fresh-seeds     two-level vs one-level codebook on FRESH_SEEDS (default 3 4 5)
 #   tiktok-ablation        mean ± std over seeds per ablation variant
 #   tiktok-ablation-paired full causal model vs each variant (trainer.compare)
 #
@@ -89,33 +86,6 @@ if ready tiktok-seeds "${MAIN_RUNS[@]}"; then
 fi
 
 # The ablations: mean ± std per variant, then full vs each variant.
-# The one-level-codebook variant (best on valid over seeds 0-2, not on the fresh seeds 3-5: docs/RESULTS.md)
-# against each baseline and the design's two-level model.
-VARIANT=${VARIANT:-causal_flat_codebook}
-mapfile -t selected < <(seeds "tiktok_$VARIANT")
-if ready tiktok-flat-paired "${selected[@]}" "${MAIN_RUNS[@]}"; then
-  ensure_section tiktok-flat-means "TikTok: the one-level-codebook variant next to the baselines, mean ± std"
-  run "$PY" -m trainer.report --group-seeds "${MAIN_RUNS[@]}" "${selected[@]}" --published docs/published.yaml \
-      --markdown-section tiktok-flat-means --write "$DOC"
-  b_args=()
-  for m in "${BASELINES[@]}" causal; do
-    mapfile -t group < <(seeds "tiktok_$m")
-    b_args+=(--b "${group[@]}")
-  done
-  ensure_section tiktok-flat-paired "TikTok: the one-level-codebook variant vs each model (paired tests)"
-  run "$PY" -m trainer.compare --a "${selected[@]}" "${b_args[@]}" --metric "${METRIC_ARGS[@]}" \
-      --json "$RUNS/tiktok_flat_paired.json" --markdown-section tiktok-flat-paired --write "$DOC"
-fi
-
-# The confirmation on fresh seeds (fixed before they ran): two-level vs one-level codebook, decided
-# on mean valid R@20 alone; test shown for the record.
-FRESH_SEEDS=${FRESH_SEEDS:-3 4 5}
-mapfile -t FRESH_RUNS < <(for v in full flat_codebook; do seeds "tiktok_causal_$v" "$FRESH_SEEDS"; done)
-if ready tiktok-fresh-seeds "${FRESH_RUNS[@]}"; then
-  ensure_section tiktok-fresh-seeds "TikTok: two-level vs one-level codebook on fresh seeds"
-  run "$PY" -m trainer.report --group-seeds "${FRESH_RUNS[@]}" --markdown-section tiktok-fresh-seeds --write "$DOC"
-fi
-
 mapfile -t ABL_RUNS < <(for v in full "${ABLATIONS[@]}"; do seeds "tiktok_causal_$v" "$ABLATION_SEEDS"; done)
 if ready tiktok-ablation "${ABL_RUNS[@]}"; then
   ensure_section tiktok-ablation "TikTok ablations of the causal model (mean ± std over seeds)"
