@@ -6,6 +6,7 @@
 #   data/synthetic-checks                 python -m data_loaders.prepare --from synthetic (SIM_ARGS below)
 #   runs/sim_<variant>_s<seed>            CONFIG with the variant's overrides (variant_args below):
 #                                         full, noadjust, exposure_only, no_exposure, gamma05, gamma2, lightgcn
+#                                         (optional: item_bias, no_backdoor, no_frontdoor)
 #   runs/sim_full_s<seed>/causal_checks.json   python -m trainer.causal_checks (NMI of the codes with the
 #                                         planted confounder, pruning vs the planted noise edges)
 #   runs/simulator_checks.json            python -m trainer.sim_report: per-variant figures and verdicts
@@ -58,6 +59,8 @@ variant_args() {
     gamma05)       echo "--model.causal.exposure.gamma=0.5" ;;
     gamma2)        echo "--model.causal.exposure.gamma=2.0" ;;
     item_bias)     echo "--model.causal.exposure.mode=item_bias" ;;   # not in the default VARIANTS
+    no_backdoor)   echo "--model.causal.backdoor.enabled=false" ;;     # not in the default VARIANTS: which
+    no_frontdoor)  echo "--model.causal.frontdoor.enabled=false" ;;    # adjustment moves unbiased_test
     lightgcn)      echo "--model.name=lightgcn" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
@@ -102,7 +105,7 @@ if [[ " $STEPS " == *" checks "* ]]; then
     run "$PY" -m trainer.causal_checks --run "$RUNS/sim_full_s${seed}" --json "$RUNS/sim_full_s${seed}/causal_checks.json"
   done
   also=()   # the parts of the full model's gain, when those variants were trained
-  for variant in noadjust no_exposure; do
+  for variant in noadjust no_exposure no_backdoor no_frontdoor; do
     [[ " ${VARIANTS[*]} " == *" $variant "* ]] && also+=("sim_$variant")
   done
   # (a) compares the full model with *the same model* with back-door and front-door off: the
