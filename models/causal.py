@@ -171,10 +171,11 @@ class CausalRec(nn.Module):
         id_user, id_item = self.backbone._layer_mean(ego_user, ego_item)
         diff = self.diffusion(self.projection(self.features))
         bd = self.backdoor(diff.content, diff.confounder)
-        fd = self.frontdoor(ego_user, ego_item, self.backdoor.dictionary())
+        scored = bd.x_bd.detach() if self.cfg.detach_content and self.training else bd.x_bd
+        mediator_items = scored if self.cfg.frontdoor.mediator_items == "content" else ego_item
+        fd = self.frontdoor(ego_user, mediator_items, self.backdoor.dictionary())
         losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},
                   **{f"vq/{k}": v for k, v in bd.terms.items()}}
-        scored = bd.x_bd.detach() if self.cfg.detach_content and self.training else bd.x_bd
         content_user, gate_uc = None, 0.0
         if self.cfg.user_content_in_score:
             content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content

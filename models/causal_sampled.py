@@ -47,6 +47,9 @@ def check_sampled_config(cfg: "CausalConfig") -> "CausalConfig":
         raise ValueError(f"causal model, backbone.graph_mode 'sampled': the front-door subgraph is sampled with "
                          f"backbone.fanouts ({list(cfg.backbone.fanouts)}), which needs one fanout per "
                          f"frontdoor.num_layers ({cfg.frontdoor.num_layers})")
+    if cfg.frontdoor.enabled and cfg.frontdoor.mediator_items != "id":
+        raise ValueError("causal model: frontdoor.mediator_items 'content' is not available with backbone.graph_mode "
+                         "'sampled' (it would run the content path on the whole sampled neighbourhood)")
     if cfg.user_content_in_score:
         raise ValueError("causal model: user_content_in_score is not available with backbone.graph_mode 'sampled'")
     if cfg.profile_fanout < 1:

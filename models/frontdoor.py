@@ -51,6 +51,11 @@ class FrontdoorConfig:
     score_temperature: float = _doc("tau of the cosine scorer (logit = cos / tau).", 0.2)
     weighted: bool = _doc("Kept edges carry their score s_ui as weight; false: weight 1.", True)
     num_layers: int = _doc("LightGCN layers of the mediator propagation.", 2)
+    mediator_items: Literal["id", "content"] = _doc(
+        "Item rows the mediator propagates from: `id` = the items' ID rows (the design), `content` = their "
+        "back-door-adjusted content x^bd (users start from their ID rows either way). With `content` what a user "
+        "reaches through its causal edges is the content of the items it kept, not their ID rows, which the "
+        "observed (exposure-biased) edges fitted (docs/MODEL.md §4).", "id")
     cross_sample: bool = _doc("Cross-sample term on: h^fd = MLP([m ; x̄]); off: h^fd = MLP(m).", True)
     attention_temperature: float = _doc("tau of the mediator's attention over the dictionary.", 1.0)
     num_centroids: int = _doc("Item centroids of the module's own dictionary (used when the back-door "

@@ -137,3 +137,17 @@ def test_user_content_scores_the_positive_with_a_profile_that_leaves_it_out() ->
         user_loo = r.id_user[u] + r.gate_frontdoor * r.frontdoor_user[u] + 0.7 * c_loo
         torch.testing.assert_close(float(r.user[u] @ r.item[i] + got[b]), float(user_loo @ r.item[i]),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_content_mediator_propagates_the_items_content_from_the_users_id_rows() -> None:
+    from models.frontdoor import layer_mean
+
+    model = _model()
+    model.cfg.frontdoor = dataclasses.replace(model.cfg.frontdoor, mediator_items="content")
+    model.frontdoor.cfg = model.cfg.frontdoor
+    model.eval()
+    r = model.represent()
+    want = layer_mean(model.frontdoor.adjacency(), torch.cat([r.ego_user, r.backdoor_item]), 2)
+    torch.testing.assert_close(torch.cat([r.mediator_user, r.mediator_item]), want)
+    id_based = _model().eval().represent()
+    assert not torch.allclose(r.mediator_item, id_based.mediator_item)

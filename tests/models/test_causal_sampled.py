@@ -13,6 +13,7 @@ from data_loaders.neighbors import NeighborGraph, NeighborSampler
 from models.causal import CausalConfig, CausalRec
 from models.causal_sampled import profiles
 from models.embeddings import IdTables
+from models.frontdoor import FrontdoorConfig
 from models.lightgcn import LightGCNConfig
 
 U, I, D = 14, 11, 8
@@ -116,6 +117,7 @@ def test_profiles_are_uniform_subsets_weighted_to_an_unbiased_mean() -> None:
 
 
 @pytest.mark.parametrize("extra,match", [({"user_content_in_score": True}, "user_content_in_score"),
+                                         ({"frontdoor": FrontdoorConfig(mediator_items="content")}, "mediator_items"),
                                          ({"profile_fanout": 0}, "profile_fanout")])
 def test_unsupported_sampled_settings_are_clear_errors(extra, match) -> None:
     with pytest.raises(ValueError, match=match):
