@@ -77,6 +77,9 @@ class TrainSection:
     max_steps_per_epoch: int = doc("End each epoch after this many steps (0: a full pass over the training edges). For timing and smoke runs at catalog scale (benchmarks/scale.py): an epoch then sees only part of the data.", 0)
     eval_every: int = doc("Evaluate on valid every this many epochs.", 1)
     patience: int = doc("Stop after this many evaluations without a better valid `eval.select_metric`.", 20)
+    min_epochs: int = doc("Never stop early before this many epochs. For models whose valid metric sits at the "
+                          "popularity level for a while before it climbs (the causal model at batch 4096 on TikTok: "
+                          "about 20 epochs), where `patience` alone could stop a run inside that plateau.", 0)
     checkpoint_every: int = doc("Also write a checkpoint every this many epochs even without improvement (0: only on improvement).", 10)
     dense_engine: Literal["torch", "deepspeed"] = doc("What reduces and steps the model's dense (non-table) parameters (projections, diffusion denoiser, adjustment and edge-scoring networks): `torch` (DDP inside TorchRec's DistributedModelParallel, a torch optimizer) or `deepspeed` (a DeepSpeed engine with ZeRO stage `zero_stage` and a client torch optimizer per `optimizer`). The ID tables stay TorchRec's either way (docs/DISTRIBUTED.md).", "torch")
     zero_stage: Literal[0, 1, 2] = doc("DeepSpeed ZeRO stage of the dense parameters with `dense_engine: deepspeed`: 0 (all-reduce, replicated optimizer state), 1 (optimizer state partitioned over workers), 2 (optimizer state and gradients partitioned). Stage 3 is not offered: evaluation, per-epoch refreshes and checkpoints read the dense parameters outside the engine's forward.", 1)

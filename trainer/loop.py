@@ -154,8 +154,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
               f"{train.num_rows} users, {train.num_cols} items, {train.indices.size} train edges"
               + (f"; resumed after epoch {state.epoch}" if resumed is not None else ""), flush=True)
 
+    def stop_early() -> bool:
+        return state.bad_evals >= cfg.train.patience and state.epoch >= cfg.train.min_epochs
+
     for epoch in range(state.epoch, cfg.train.epochs):
-        if state.bad_evals >= cfg.train.patience:  # a finished run restarted under its name
+        if stop_early():  # a finished run restarted under its name
             break
         started = time.perf_counter()
         dmp.train()
@@ -226,7 +229,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                             sampler_state=sampler.state_dict(), state=state)
             # Upload (Ray), then commit: rank 0 writes the manifest once every rank's files are stored.
             checkpoint.report(metrics, directory, rank=rank, epoch=epoch + 1)
-        if state.bad_evals >= cfg.train.patience:
+        if stop_early():
             if rank == 0:
                 print(f"[cimrec] early stop: no better valid {cfg.eval.select_metric} for {cfg.train.patience} evaluations", flush=True)
             break

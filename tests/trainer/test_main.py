@@ -84,3 +84,11 @@ def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: P
     assert all(h["loss"] == h["loss"] for h in out["history"])  # no NaN
     # The codebook is a TorchRec table (backdoor.store: table) planned and sharded with the ID tables.
     assert "backdoor.codebook.ebc.codes_coarse: table_wise" in out["plan"], out["plan"]
+
+
+def test_early_stop_waits_for_min_epochs(ray_session, tiny_synthetic, tmp_path: Path) -> None:
+    # Learning rate ~0: valid never improves after the first evaluation, so patience 1 stops at
+    # epoch 2, unless min_epochs holds the run to 3.
+    frozen = {"train.learning_rate": 1e-12, "train.patience": 1, "train.epochs": 5}
+    assert fit(_cfg(tiny_synthetic, tmp_path, "stop", **frozen))["epoch"] == 2
+    assert fit(_cfg(tiny_synthetic, tmp_path, "held", **frozen, **{"train.min_epochs": 3}))["epoch"] == 3
