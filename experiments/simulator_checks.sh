@@ -6,7 +6,7 @@
 #   data/synthetic-checks                 python -m data_loaders.prepare --from synthetic (SIM_ARGS below)
 #   runs/sim_<variant>_s<seed>            CONFIG with the variant's overrides (variant_args below):
 #                                         full, noadjust, exposure_only, no_exposure, gamma05, gamma2, lightgcn
-#                                         (optional: item_bias, no_backdoor, no_frontdoor, fd_content)
+#                                         (optional: item_bias, no_backdoor, no_frontdoor, fd_id)
 #   runs/sim_full_s<seed>/causal_checks.json   python -m trainer.causal_checks (NMI of the codes with the
 #                                         planted confounder, pruning vs the planted noise edges)
 #   runs/simulator_checks.json            python -m trainer.sim_report: per-variant figures and verdicts
@@ -61,7 +61,7 @@ variant_args() {
     item_bias)     echo "--model.causal.exposure.mode=item_bias" ;;   # not in the default VARIANTS
     no_backdoor)   echo "--model.causal.backdoor.enabled=false" ;;     # not in the default VARIANTS: which
     no_frontdoor)  echo "--model.causal.frontdoor.enabled=false" ;;    # adjustment moves unbiased_test
-    fd_content)    echo "--model.causal.frontdoor.mediator_items=content" ;;   # not default: content mediator
+    fd_id)         echo "--model.causal.frontdoor.mediator_items=id" ;;   # the design's ID-row mediator (config: content)
     lightgcn)      echo "--model.name=lightgcn" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
@@ -106,7 +106,7 @@ if [[ " $STEPS " == *" checks "* ]]; then
     run "$PY" -m trainer.causal_checks --run "$RUNS/sim_full_s${seed}" --json "$RUNS/sim_full_s${seed}/causal_checks.json"
   done
   also=()   # the parts of the full model's gain, when those variants were trained
-  for variant in noadjust no_exposure no_backdoor no_frontdoor fd_content; do
+  for variant in noadjust no_exposure no_backdoor no_frontdoor fd_id; do
     [[ " ${VARIANTS[*]} " == *" $variant "* ]] && also+=("sim_$variant")
   done
   # (a) compares the full model with *the same model* with back-door and front-door off: the
