@@ -5,8 +5,8 @@
 #
 #   data/synthetic-checks                 python -m data_loaders.prepare --from synthetic (SIM_ARGS below)
 #   runs/sim_<variant>_s<seed>            CONFIG with the variant's overrides (variant_args below):
-#                                         full, noadjust, exposure_only, no_exposure, gamma05, gamma2, lightgcn
-#                                         (optional: item_bias, no_backdoor, no_frontdoor, fd_id)
+#                                         full, noadjust, exposure_only, no_exposure, lightgcn, fd_id
+#                                         (optional: gamma05, gamma2, item_bias, no_backdoor, no_frontdoor)
 #   runs/sim_full_s<seed>/causal_checks.json   python -m trainer.causal_checks (NMI of the codes with the
 #                                         planted confounder, pruning vs the planted noise edges)
 #   runs/simulator_checks.json            python -m trainer.sim_report: per-variant figures and verdicts
@@ -66,7 +66,7 @@ variant_args() {
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
-read -r -a VARIANTS <<< "${VARIANTS:-full noadjust exposure_only no_exposure lightgcn gamma05 gamma2}"
+read -r -a VARIANTS <<< "${VARIANTS:-full noadjust exposure_only no_exposure lightgcn fd_id}"
 
 # run CMD...: run (or with DRY_RUN=1 print) a command.
 run() {
