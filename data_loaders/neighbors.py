@@ -25,7 +25,7 @@ a persistent array reset only where it was written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -114,7 +114,8 @@ class SampledSubgraph:
     `nodes[j]` is the unified id of local node j; N_k is the prefix `nodes[:sizes[k]]`, N_0
     the batch's distinct nodes. `hops[k] = (dst, src, weight)` are hop k+1's edges: dst local
     ids in [0, sizes[k]) (non-decreasing), src in [0, sizes[k+1]), float32 weights.
-    `seed_local[j]` is the local id of the j-th node passed to `sample`.
+    `seed_local[j]` is the local id of the j-th node passed to `sample`. `entries[k]` are hop
+    k+1's edges as entries of the sampled graph's CSR (what `reweighted` needs).
     """
 
     nodes: np.ndarray
@@ -122,6 +123,27 @@ class SampledSubgraph:
     hops: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     seed_local: np.ndarray
     num_users: int
+    entries: list[np.ndarray] = field(default_factory=list)
+
+    def reweighted(self, factor: np.ndarray) -> "SampledSubgraph":
+        """The same nodes and draws with every edge's weight times `factor[its CSR entry]`, the
+        edges whose factor is 0 dropped.
+
+        A weighted subgraph of the sampled graph (same edges, some removed, other weights) is
+        then sampled for free: when factor = a'_e / a_e (a' its normalised weight, 0 off it), each
+        hop stays an unbiased estimate of the subgraph's propagation, because the draw was
+        uniform over ALL the node's entries and the scale n_v / min(f, n_v) is unchanged.
+        """
+        if len(self.entries) != len(self.hops):
+            raise ValueError("SampledSubgraph.reweighted: the subgraph carries no CSR entries")
+        hops, kept_entries = [], []
+        for (dst, src, weight), entries in zip(self.hops, self.entries):
+            w = weight * factor[entries]
+            keep = w != 0
+            hops.append((dst[keep], src[keep], w[keep]))
+            kept_entries.append(entries[keep])
+        return SampledSubgraph(nodes=self.nodes, sizes=self.sizes, hops=hops, seed_local=self.seed_local,
+                               num_users=self.num_users, entries=kept_entries)
 
     def user_ids(self) -> np.ndarray:
         """Global user ids touched (in local order among users)."""
@@ -238,7 +260,7 @@ class NeighborSampler:
         nodes, seed_local = np.unique(seeds, return_inverse=True)
         local, scratch = self._local, self._scratch
         local[nodes] = np.arange(nodes.size)
-        sizes, hops = [int(nodes.size)], []
+        sizes, hops, hop_entries = [int(nodes.size)], [], []
         try:
             for fanout in self.fanouts:
                 dst, entries, weight = self.sample_hop(nodes, fanout, rng)
@@ -252,7 +274,8 @@ class NeighborSampler:
                 nodes = np.concatenate([nodes, new])
                 sizes.append(int(nodes.size))
                 hops.append((dst, local[src_global], weight.astype(np.float32)))
+                hop_entries.append(entries)
         finally:
             local[nodes] = -1
         return SampledSubgraph(nodes=nodes, sizes=sizes, hops=hops, seed_local=seed_local.reshape(-1),
-                               num_users=self.graph.num_users)
+                               num_users=self.graph.num_users, entries=hop_entries)

@@ -66,6 +66,10 @@ class CausalConfig:
         "it). Without it the score meets content only as <h_u, x_i^bd>, an ID row against content; with it, also "
         "content against content, which is how an item with no training edge can be reached from what the user "
         "watched (docs/MODEL.md §5).")})
+    eval_chunk_items: int = field(default=65536, metadata={"doc": (
+        "Items per chunk of the content path (projection -> diffusion -> back-door) when no gradient is needed "
+        "(the start-of-epoch refreshes, evaluation): its activations are O(chunk x d) instead of O(items x d), "
+        "which bounds memory at catalog scale; the rows are the same (eval mode is row-wise). 0 = all at once.")})
     detach_content: bool = field(default=False, metadata={"doc": (
         "The ranking loss does not train the content path (projections, diffusion, codebook attention): x^bd "
         "enters the score detached and learns only from its own losses (diffusion, VQ, contrast). The content "
@@ -165,22 +169,43 @@ class CausalRec(nn.Module):
         self.exposure.to(device)
         return self
 
+    @torch.no_grad()
+    def content_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ẑ [I, d], x^bd [I, d]) of every item, the content path run on `eval_chunk_items` items at a
+        time. Call in eval mode: in training mode each chunk would take an EMA step."""
+        num_items = next(iter(self.features.values())).shape[0]
+        chunk = self.cfg.eval_chunk_items if self.cfg.eval_chunk_items > 0 else num_items
+        confounder, x_bd = [], []
+        for start in range(0, num_items, chunk):
+            rows = {m: f[start:start + chunk] for m, f in self.features.items()}
+            diff = self.diffusion(self.projection(rows), compute_loss=False)
+            confounder.append(diff.confounder)
+            x_bd.append(self.backdoor(diff.content, diff.confounder).x_bd)
+        return torch.cat(confounder), torch.cat(x_bd)
+
     def represent(self) -> Representations:
-        """One full forward over every user and item (a collective once the tables are sharded)."""
+        """One full forward over every user and item (a collective once the tables are sharded).
+
+        Without a gradient (evaluation) the content path runs in chunks and no losses are formed.
+        """
         ego_user, ego_item = self.tables.lookup_all()
         id_user, id_item = self.backbone._layer_mean(ego_user, ego_item)
-        diff = self.diffusion(self.projection(self.features))
-        bd = self.backdoor(diff.content, diff.confounder)
-        scored = bd.x_bd.detach() if self.cfg.detach_content and self.training else bd.x_bd
+        if torch.is_grad_enabled():
+            diff = self.diffusion(self.projection(self.features))
+            bd = self.backdoor(diff.content, diff.confounder)
+            confounder, x_bd = diff.confounder, bd.x_bd
+            losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},
+                      **{f"vq/{k}": v for k, v in bd.terms.items()}}
+        else:
+            (confounder, x_bd), losses = self.content_rows(), {}
+        scored = x_bd.detach() if self.cfg.detach_content and self.training else x_bd
         mediator_items = scored if self.cfg.frontdoor.mediator_items == "content" else ego_item
         fd = self.frontdoor(ego_user, mediator_items, self.backdoor.dictionary())
-        losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},
-                  **{f"vq/{k}": v for k, v in bd.terms.items()}}
         content_user, gate_uc = None, 0.0
         if self.cfg.user_content_in_score:
             content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content
         return Representations(ego_user, ego_item, id_user, id_item, scored, fd.user, fd.item,
-                               diff.confounder, bd.x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor,
+                               confounder, x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor,
                                self.gate_frontdoor, content_user, gate_uc)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -237,19 +262,24 @@ class CausalRec(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            r = self.represent()
+            # What the refreshes read, without the front-door's full forward (not needed here).
+            ego_user, ego_item = self.tables.lookup_all()
+            id_user, id_item = self.backbone._layer_mean(ego_user, ego_item)
+            del ego_user, ego_item
+            confounder, item_content = self.content_rows()
             stats: dict[str, float | list[int]] = {}
             if self.cfg.backdoor.enabled:
-                self.backdoor.refresh_prior(r.confounder)
+                self.backdoor.refresh_prior(confounder)
                 stats.update({f"codebook/{k}": v for k, v in self.backdoor.usage_stats().items()})
                 # Per-code counts are lists: trackers log only scalars; the history keeps them for plots.
                 stats.update({f"codebook/{k}_counts": v for k, v in self.backdoor.usage_counts().items()})
-            user_content = self.frontdoor.user_content(r.backdoor_item)
-            if self.frontdoor.maybe_refresh(epoch, user_content, r.backdoor_item, r.id_user, r.id_item):
+            del confounder
+            user_content = self.frontdoor.user_content(item_content)
+            if self.frontdoor.maybe_refresh(epoch, user_content, item_content, id_user, id_item):
                 stats["frontdoor/kept_fraction"] = float(self.frontdoor.kept.float().mean())
                 stats["frontdoor/mean_kept_weight"] = float(self.frontdoor.weight[self.frontdoor.kept].mean())
             if not self.cfg.backdoor.enabled and self.cfg.frontdoor.enabled and self.cfg.frontdoor.cross_sample:
-                self.frontdoor.refresh_dictionary(r.backdoor_item)
+                self.frontdoor.refresh_dictionary(item_content)
             return stats
         finally:
             self.train(was_training)

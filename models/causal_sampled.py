@@ -4,10 +4,12 @@ The full step (models/causal.py) computes every user's and item's representation
 costs O(steps x (E + (U + I) d)): quadratic in the catalog. Here a step touches only what its
 batch needs, so its cost does not grow with the catalog:
 
-1. the backbone's L-hop neighbourhood of the batch nodes N_0 (data_loaders/neighbors.py), and the
-   same for the front-door's kept weighted subgraph (its own sample, the same seeds);
-2. ONE lookup of the union of both node sets (a second lookup of a sharded table per step would
-   step fused optimizers twice);
+1. the backbone's L-hop neighbourhood of the batch nodes N_0 (data_loaders/neighbors.py); the
+   front-door's kept weighted subgraph is sampled by the same draws, reweighted
+   (`mediator_factor`: its edges' weights over the training graph's, 0 for pruned edges);
+2. ONE lookup of that node set (a second lookup of a sharded table per step would step fused
+   optimizers twice; one shared sample also keeps the looked-up rows, the step's largest tensors,
+   to one neighbourhood instead of the union of two);
 3. the content path (projection -> diffusion -> back-door) on the batch's items and on the items
    of each batch user's content profile: at most `profile_fanout` of its training items, drawn
    uniformly without replacement, weighted 1/#drawn, so c_u is an unbiased estimate of the mean
@@ -37,8 +39,9 @@ from models.lightgcn import _csr_matrix, _world, lookup_nodes, subgraph_layer_me
 if TYPE_CHECKING:  # the model imports this module
     from models.causal import CausalConfig, CausalRec
 
-# Streams of sampling_rng, so the step's three samplers draw independently.
-_MEDIATOR_STREAM, _PROFILE_STREAM = 1, 2
+# Stream of sampling_rng for the profiles, independent of the neighbourhood's (stream 1 was the
+# front-door's own sample before it shared the backbone's: 2 keeps the profiles' draws as they were).
+_PROFILE_STREAM = 2
 
 
 def check_sampled_config(cfg: "CausalConfig") -> "CausalConfig":
@@ -68,14 +71,37 @@ def profiles(sampler: NeighborSampler, users: np.ndarray, fanout: int,
     return dst, items, 1.0 / drawn[dst]
 
 
-def _mediator_sampler(model: "CausalRec") -> NeighborSampler:
-    """A sampler over the front-door's kept subgraph, rebuilt whenever that graph is."""
-    graph = model.frontdoor.kept_graph()
-    cached = getattr(model, "_mediator_sampler_cache", None)
-    if cached is None or cached.graph is not graph:
-        cached = NeighborSampler(graph, model.cfg.backbone.fanouts)
-        model._mediator_sampler_cache = cached
-    return cached
+def mediator_factor(model: "CausalRec") -> np.ndarray:
+    """Per entry of the backbone's neighbour graph: a^K_e / a_e, the kept subgraph's normalised
+    weight over the training graph's (0 for a pruned edge), float32; cached until the front-door's
+    kept edges change (a refresh or a checkpoint load).
+
+    `SampledSubgraph.reweighted` turns the backbone's sample into the kept subgraph's with it, so
+    the mediator needs no sample, no node set and no lookup of its own (docs/MODEL.md §5b).
+    """
+    fd, graph = model.frontdoor, model.backbone.graph
+    cached = getattr(model, "_mediator_factor_cache", None)
+    if cached is not None and cached[0] == fd.version:
+        return cached[1]
+    num_users, nnz = graph.num_users, fd.edge_user.numel()
+    users, items = fd.edge_user.cpu().numpy(), fd.edge_item.cpu().numpy()
+    # The front-door's edges are the training CSR's entries in order, as are the graph's first nnz.
+    if int(graph.indptr[num_users]) != nnz or not np.array_equal(graph.indices[:nnz], items + num_users):
+        raise ValueError("causal model: the front-door's edges are not the backbone graph's training edges")
+    weight = fd.weight.detach().cpu().numpy().astype(np.float64)
+    kept_degree = np.concatenate([np.bincount(users, weights=weight, minlength=num_users),
+                                  np.bincount(items, weights=weight, minlength=graph.num_items)])
+    inv_sqrt = np.zeros_like(kept_degree)
+    np.divide(1.0, np.sqrt(kept_degree), out=inv_sqrt, where=kept_degree > 0)
+    kept = weight * inv_sqrt[users] * inv_sqrt[num_users + items]
+    full = graph.normalised_weights(users, np.arange(nnz))
+    per_edge = np.zeros(nnz)
+    np.divide(kept, full, out=per_edge, where=full > 0)
+    # Item-direction entries: the same edges ordered by item, as NeighborGraph.from_csr lays them out.
+    by_item = np.argsort(graph.indices[:nnz], kind="stable")
+    factor = np.concatenate([per_edge, per_edge[by_item]]).astype(np.float32)
+    model._mediator_factor_cache = (fd.version, factor)
+    return factor
 
 
 def sampled_forward(model: "CausalRec", users: torch.Tensor, pos: torch.Tensor,
@@ -89,19 +115,8 @@ def sampled_forward(model: "CausalRec", users: torch.Tensor, pos: torch.Tensor,
     n0 = sub.sizes[0]
     batch_nodes = sub.nodes[:n0]
     num_u = int(np.searchsorted(batch_nodes, num_users))  # N_0's users are its first num_u nodes
-    seeds = np.concatenate([users.cpu().numpy(), num_users + pos.cpu().numpy(), num_users + neg.cpu().numpy()])
-    fd_sub = None
-    if fd.cfg.enabled:
-        fd_sub = _mediator_sampler(model).sample(seeds, sampling_rng(bb.seed, epoch, step, rank, _MEDIATOR_STREAM))
-
-    # One lookup of every node either subgraph touches.
-    touched = np.unique(np.concatenate([sub.nodes] + ([fd_sub.nodes] if fd_sub is not None else [])))
-    rows = lookup_nodes(bb.tables, touched, num_users)
-
-    def rows_of(nodes: np.ndarray) -> torch.Tensor:
-        return rows[torch.from_numpy(np.searchsorted(touched, nodes)).to(device)]
-
-    h = rows_of(sub.nodes)
+    # One lookup: the mediator propagates over the same sample (reweighted), so it needs no rows of its own.
+    h = lookup_nodes(bb.tables, sub.nodes, num_users)
     mean, ego = subgraph_layer_mean(sub, h), h[:n0]
 
     # Content path on the batch's items and the drawn profile items of its users.
@@ -120,8 +135,8 @@ def sampled_forward(model: "CausalRec", users: torch.Tensor, pos: torch.Tensor,
     scored_item = content_item.detach() if cfg.detach_content else content_item
 
     # Front-door: the mediator of the batch nodes on the kept subgraph, then h^fd.
-    if fd_sub is not None:
-        mediator = subgraph_layer_mean(fd_sub, rows_of(fd_sub.nodes))  # same seeds: rows in N_0's order
+    if fd.cfg.enabled:
+        mediator = subgraph_layer_mean(sub.reweighted(mediator_factor(model)), h)
         h_fd = fd.head(mediator, model.backdoor.dictionary())
     else:
         mediator, h_fd = None, torch.zeros_like(mean)

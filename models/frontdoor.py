@@ -181,7 +181,8 @@ class FrontDoor(nn.Module):
         self.register_buffer("last_refresh", torch.tensor(-1))
         self._adj: torch.Tensor | None = None  # cache, rebuilt after a refresh / load / device move
         self._user_mean: torch.Tensor | None = None  # D^-1 R (CSR) of user_content, built on first use
-        self._kept_graph: NeighborGraph | None = None  # kept subgraph for sampled mode, built on first use
+        self._kept_graph: NeighborGraph | None = None  # kept subgraph for chunked evaluation, built on first use
+        self.version = 0  # bumped whenever the kept edges or weights may have changed (caches key on it)
         self.chunk_edges = chunk_edges
         self.register_load_state_dict_post_hook(lambda module, keys: module._invalidate())
         if not cfg.enabled:
@@ -264,6 +265,7 @@ class FrontDoor(nn.Module):
         """Drop what is derived from the kept edges (after a refresh or a checkpoint load)."""
         self._adj = None
         self._kept_graph = None
+        self.version += 1
 
     def maybe_refresh(self, epoch: int, user_content: torch.Tensor, item_content: torch.Tensor,
                       user_id: torch.Tensor, item_id: torch.Tensor) -> bool:
@@ -327,8 +329,7 @@ class FrontDoor(nn.Module):
         return self.out(torch.cat([m, x_bar], dim=-1)) if self.cfg.output == "mlp" else m + x_bar
 
     def kept_graph(self) -> NeighborGraph:
-        """The kept weighted subgraph as a neighbour graph (for sampled mini-batches and chunked
-        propagation), rebuilt after a refresh or a checkpoint load; O(E) numpy, no U x I array."""
+        """The kept weighted subgraph as a neighbour graph (for chunked propagation), rebuilt after a refresh or a checkpoint load; O(E) numpy, no U x I array."""
         if self._kept_graph is None:
             keep = (self.weight > 0).cpu().numpy()
             csr = CSR.from_pairs(self.edge_user.cpu().numpy()[keep], self.edge_item.cpu().numpy()[keep],

@@ -141,6 +141,44 @@ def test_sampled_propagation_is_unbiased(fanouts: list[int]) -> None:
     assert (se > 0).any()  # some rows really were subsampled
 
 
+@pytest.mark.parametrize("fanouts", [[2, 3], [4, 4]])
+def test_reweighted_sample_is_an_unbiased_sample_of_the_weighted_subgraph(fanouts: list[int]) -> None:
+    # A subgraph of the training graph: about a third of the edges dropped, the rest reweighted.
+    train = _skewed_graph(seed=3)
+    rng = np.random.default_rng(4)
+    sub_weight = np.where(rng.random(train.nnz) < 0.35, 0.0, rng.uniform(0.2, 1.0, train.nnz))
+    keep = sub_weight > 0
+    sub_csr = CSR.from_pairs(train.row_ids()[keep], train.indices[keep], U, I, data=sub_weight[keep])
+    g = NeighborGraph.from_csr(train)
+    # factor per entry of g: a'_e / a_e, entries laid out as from_csr does (edges, then edges by item).
+    a_sub = _dense(sub_csr)
+    users, items = train.row_ids(), train.indices + U
+    # Per entry (repeated pairs are separate entries): w_e / sqrt(d'_u d'_i), d' the weighted degrees.
+    degree = np.bincount(np.concatenate([users, items]), weights=np.concatenate([sub_weight, sub_weight]),
+                         minlength=U + I)
+    inv = np.divide(1.0, np.sqrt(degree), out=np.zeros(U + I), where=degree > 0)
+    per_edge = sub_weight * inv[users] * inv[items] / g.normalised_weights(users, np.arange(train.nnz))
+    factor = np.concatenate([per_edge, per_edge[np.argsort(train.indices, kind="stable")]]).astype(np.float32)
+    x = np.random.default_rng(2).normal(size=(U + I, 2))
+    want = x
+    for _ in fanouts:
+        want = a_sub @ want
+    sampler = NeighborSampler(g, fanouts)
+    # At full fanout the reweighted sample is exactly the subgraph's propagation.
+    exact = NeighborSampler(g, [g.max_degree()] * len(fanouts)).sample(np.arange(U + I), sampling_rng(0, 0, 0, 0))
+    np.testing.assert_allclose(_propagate(exact.reweighted(factor), x)[-1], want, rtol=1e-5, atol=1e-6)
+    draws = 1500
+    samples = np.stack([_propagate(sampler.sample(np.arange(U + I), sampling_rng(0, 0, step, 0)).reweighted(factor),
+                                   x)[-1] for step in range(draws)])
+    mean, se = samples.mean(0), samples.std(0, ddof=1) / np.sqrt(draws)
+    err = np.abs(mean - want)
+    assert np.all(err <= 5 * se + 1e-6), (err / np.maximum(se, 1e-12)).max()
+    assert (se > 0).any()
+    # Dropped edges are gone from the hops, not kept with weight 0.
+    hops = sampler.sample(np.arange(U + I), sampling_rng(0, 0, 0, 0)).reweighted(factor).hops
+    assert all(np.all(w != 0) for _, _, w in hops)
+
+
 def test_sampling_is_reproducible_by_seed_epoch_step_rank() -> None:
     g = NeighborGraph.from_csr(_skewed_graph())
     seeds = np.array([0, 1, 2, U + 1, U + 2, U + 3])

@@ -151,3 +151,19 @@ def test_content_mediator_propagates_the_items_content_from_the_users_id_rows() 
     torch.testing.assert_close(torch.cat([r.mediator_user, r.mediator_item]), want)
     id_based = _model().eval().represent()
     assert not torch.allclose(r.mediator_item, id_based.mediator_item)
+
+
+def test_evaluation_runs_the_content_path_in_chunks_with_the_same_rows() -> None:
+    model = _model().eval()
+    model.start_epoch(0)  # codes initialised and a prior: the back-door term is not trivial
+    whole = model.represent()  # with a gradient: all items at once, losses formed
+    assert set(whole.losses) >= {"diffusion", "vq"}
+    model.cfg.eval_chunk_items = 3  # 10 items: chunks of 3, 3, 3, 1
+    confounder, x_bd = model.content_rows()
+    torch.testing.assert_close(confounder, whole.confounder)
+    torch.testing.assert_close(x_bd, whole.backdoor_item)
+    with torch.no_grad():
+        chunked = model.represent()
+    assert chunked.losses == {}
+    torch.testing.assert_close(chunked.user, whole.user)
+    torch.testing.assert_close(chunked.item, whole.item)
