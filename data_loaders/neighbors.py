@@ -42,8 +42,8 @@ _SAMPLER_STREAM = 0x5A3D1E  # separates this generator from any other (seed, epo
 def sampling_rng(seed: int, epoch: int, step: int, rank: int, stream: int = 0) -> np.random.Generator:
     """The generator of one (run seed, epoch, step, rank): reproducible, independent across all four.
 
-    `stream` separates several samplers of one step (the causal model samples the backbone's
-    neighbourhood, the users' content profiles and the front-door subgraph's neighbourhood).
+    `stream` separates several samplers of one step (the causal model draws the neighbourhood and,
+    from stream 2, the users' content profiles).
     """
     return np.random.default_rng([_SAMPLER_STREAM + stream, seed, epoch, step, rank])
 
