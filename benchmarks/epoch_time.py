@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/epoch_time.py --config configs/tiktok_causal.yaml [--epochs 4]
 
 Runs `trainer.main.fit` (Ray Train, TorchRec DMP) for a few epochs with evaluation every epoch,
-drops the first epoch (warm-up: allocator, thread pools) and reports the median of the rest.
+drops the first epoch (warm-up: allocator, thread pools) and reports the median of the rest, and
+the training throughput: an epoch is one pass over the training interactions, so interactions per
+second per worker = training interactions / s per epoch / workers.
 Prints a table and records it in docs/BENCHMARKS.md. Needs `make data-real` first for Baby.
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.record import machine, record_section  # noqa: E402
+from data_loaders.stream import open_dataset  # noqa: E402
 from trainer.config import load_config  # noqa: E402
 from trainer.main import fit  # noqa: E402
 
@@ -52,21 +55,25 @@ def main() -> None:
     else:
         what = "the default config (batch 2048, 64-d, 2 layers, dense Adam tables)"
         command = f"--data {args.data} --model {args.model} --epochs {args.epochs}"
+    train_rows = open_dataset(args.data).manifest.splits["train"]
     rows = []
     with tempfile.TemporaryDirectory() as storage:
         for workers in (1, 2):
             m = measure(args.config, args.data, args.model, workers, args.epochs, storage)
-            rows.append(f"| {args.model} | {Path(args.data).name} | {workers} | {m['epoch_s']:.2f} | {m['eval_s']:.2f} |")
+            rate = train_rows / m["epoch_s"] / workers
+            rows.append(f"| {args.model} | {Path(args.data).name} | {workers} | {m['epoch_s']:.2f} | {rate:,.0f} | "
+                        f"{m['eval_s']:.2f} |")
             print(rows[-1], flush=True)
     table = "\n".join([
         f"## Epoch and evaluation time ({args.model}, {Path(args.data).name})",
         "",
         f"`.venv/bin/python benchmarks/epoch_time.py {command}`",
         f"on {machine()}. Median over epochs 2..{args.epochs}; evaluation = all valid users, full ranking,",
-        f"users split over workers; torch threads = the cores / workers. {what}.",
+        f"users split over workers; torch threads = the cores / workers. {what}. An epoch = the",
+        f"{train_rows:,} training interactions.",
         "",
-        "| model | data | workers | s / training epoch | s / full evaluation |",
-        "|---|---|---|---|---|",
+        "| model | data | workers | s / training epoch | interactions / s / worker | s / full evaluation |",
+        "|---|---|---|---|---|---|",
         *rows,
     ])
     print(table)
