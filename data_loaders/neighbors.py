@@ -91,6 +91,16 @@ class NeighborGraph:
     def max_degree(self) -> int:
         return int(np.diff(self.indptr).max(initial=0))
 
+    def on_entries(self, per_edge: np.ndarray) -> np.ndarray:
+        """`per_edge` (one value per entry of the users x items CSR this graph was built from, in its
+        order) laid out on this graph's entries: the user rows hold the edges in that order, the item
+        rows the same edges ordered by item (stably), as `from_csr` builds them."""
+        nnz = int(self.indptr[self.num_users])
+        if len(per_edge) != nnz:
+            raise ValueError(f"NeighborGraph.on_entries: {len(per_edge)} values for {nnz} edges")
+        by_item = np.argsort(self.indices[:nnz], kind="stable")
+        return np.concatenate([per_edge, per_edge[by_item]])
+
     def normalised_weights(self, rows: np.ndarray, entries: np.ndarray) -> np.ndarray:
         """a_vw = m_vw / sqrt(d_v d_w) of the CSR `entries`, `rows` being their row (v) ids."""
         w = self.inv_sqrt_degree[rows] * self.inv_sqrt_degree[self.indices[entries]]

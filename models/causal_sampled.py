@@ -97,9 +97,7 @@ def mediator_factor(model: "CausalRec") -> np.ndarray:
     full = graph.normalised_weights(users, np.arange(nnz))
     per_edge = np.zeros(nnz)
     np.divide(kept, full, out=per_edge, where=full > 0)
-    # Item-direction entries: the same edges ordered by item, as NeighborGraph.from_csr lays them out.
-    by_item = np.argsort(graph.indices[:nnz], kind="stable")
-    factor = np.concatenate([per_edge, per_edge[by_item]]).astype(np.float32)
+    factor = graph.on_entries(per_edge).astype(np.float32)
     model._mediator_factor_cache = (fd.version, factor)
     return factor
 

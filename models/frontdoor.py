@@ -329,7 +329,8 @@ class FrontDoor(nn.Module):
         return self.out(torch.cat([m, x_bar], dim=-1)) if self.cfg.output == "mlp" else m + x_bar
 
     def kept_graph(self) -> NeighborGraph:
-        """The kept weighted subgraph as a neighbour graph (for chunked propagation), rebuilt after a refresh or a checkpoint load; O(E) numpy, no U x I array."""
+        """The kept weighted subgraph as a neighbour graph (for chunked propagation), rebuilt after a
+        refresh or a checkpoint load; O(E) numpy, no U x I array."""
         if self._kept_graph is None:
             keep = (self.weight > 0).cpu().numpy()
             csr = CSR.from_pairs(self.edge_user.cpu().numpy()[keep], self.edge_item.cpu().numpy()[keep],

@@ -150,7 +150,7 @@ def test_reweighted_sample_is_an_unbiased_sample_of_the_weighted_subgraph(fanout
     keep = sub_weight > 0
     sub_csr = CSR.from_pairs(train.row_ids()[keep], train.indices[keep], U, I, data=sub_weight[keep])
     g = NeighborGraph.from_csr(train)
-    # factor per entry of g: a'_e / a_e, entries laid out as from_csr does (edges, then edges by item).
+    # factor per entry of g: a'_e / a_e.
     a_sub = _dense(sub_csr)
     users, items = train.row_ids(), train.indices + U
     # Per entry (repeated pairs are separate entries): w_e / sqrt(d'_u d'_i), d' the weighted degrees.
@@ -158,7 +158,7 @@ def test_reweighted_sample_is_an_unbiased_sample_of_the_weighted_subgraph(fanout
                          minlength=U + I)
     inv = np.divide(1.0, np.sqrt(degree), out=np.zeros(U + I), where=degree > 0)
     per_edge = sub_weight * inv[users] * inv[items] / g.normalised_weights(users, np.arange(train.nnz))
-    factor = np.concatenate([per_edge, per_edge[np.argsort(train.indices, kind="stable")]]).astype(np.float32)
+    factor = g.on_entries(per_edge).astype(np.float32)
     x = np.random.default_rng(2).normal(size=(U + I, 2))
     want = x
     for _ in fanouts:
