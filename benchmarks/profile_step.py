@@ -1,7 +1,7 @@
 """Profile training steps of a configured model with torch.profiler: what dominates a step.
 
     .venv/bin/python benchmarks/profile_step.py [--config configs/tiktok_lightgcn.yaml configs/tiktok_causal.yaml]
-                                                [--steps 5] [--warmup 2] [--top 12] [--threads 1]
+                                                [--steps 5] [--warmup 2] [--top 12] [--threads 1] [--by-shape]
 
 Builds the model in-process exactly like trainer/loop.py does (same dataset reading,
 `trainer.build.build_from_config`, `trainer.sharding.shard_model` and `trainer.dense_engine.build_stepper`)
@@ -76,7 +76,7 @@ def _step(stepper, batch) -> None:
     stepper.step()
 
 
-def profile_config(path: str, steps: int, warmup: int, top: int) -> tuple[str, list[str]]:
+def profile_config(path: str, steps: int, warmup: int, top: int, by_shape: bool = False) -> tuple[str, list[str]]:
     cfg = load_config(str(ROOT / path) if not os.path.isabs(path) else path)
     stepper, inner, sampler, train = build(cfg)
     inner.train()
@@ -91,10 +91,11 @@ def profile_config(path: str, steps: int, warmup: int, top: int) -> tuple[str, l
         _step(stepper, next(batches))
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=by_shape) as prof:
         for _ in range(steps):
             _step(stepper, next(batches))
-    events = prof.key_averages()
+    # By shape, one op's calls split by input shapes: which matmul (projection, denoiser, propagation) costs.
+    events = prof.key_averages(group_by_input_shape=by_shape)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
     print(f"\n== {path}: {cfg.model.name}, {train.num_rows} users, {train.num_cols} items, "
@@ -104,7 +105,7 @@ def profile_config(path: str, steps: int, warmup: int, top: int) -> tuple[str, l
             f"{statistics.median(cpus) * 1e3:.0f} ms CPU (median of {steps} after {warmup} warm-up); "
             f"{train.num_rows:,} users, {train.num_cols:,} items, {train.indices.size:,} train edges, "
             f"batch {cfg.train.batch_size}.")
-    rows = [f"| {e.key} | {e.self_cpu_time_total / 1e3 / steps:.1f} | {100 * e.self_cpu_time_total / total:.1f} | "
+    rows = [f"| {e.key}{' ' + str(e.input_shapes) if by_shape else ''} | {e.self_cpu_time_total / 1e3 / steps:.1f} | {100 * e.self_cpu_time_total / total:.1f} | "
             f"{e.count // steps} |" for e in ranked]
     return head, rows
 
@@ -116,20 +117,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=12, help="ops listed, by self CPU time")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: one worker's share of 2 cores)")
+    parser.add_argument("--by-shape", action="store_true", help="split each op's rows by its input shapes")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         dist.init_process_group("gloo", init_method=f"file://{tmp}/init", rank=0, world_size=1)
         try:
-            sections = [profile_config(path, args.steps, args.warmup, args.top) for path in args.config]
+            sections = [profile_config(path, args.steps, args.warmup, args.top, args.by_shape) for path in args.config]
         finally:
             dist.destroy_process_group()
     lines = [
         "## Profile of one training step",
         "",
         f"`.venv/bin/python benchmarks/profile_step.py --config {' '.join(args.config)} --steps {args.steps} "
-        f"--threads {args.threads}`",
+        f"--threads {args.threads}{' --by-shape' if args.by_shape else ''}`",
         f"on {machine()}. One process, {args.threads} torch thread(s), world size 1 (gloo), the model built",
         "and sharded exactly as trainer/loop.py does; torch.profiler (CPU) over the profiled steps; ms are",
         "per step; % of all self CPU time in the profiled steps; calls per step.",
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_record:
-        names = "-".join(Path(p).stem for p in args.config)
+        names = "-".join(Path(p).stem for p in args.config) + ("-by-shape" if args.by_shape else "")
         record_section(f"profile-{names}", table)
 
 

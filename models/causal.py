@@ -26,7 +26,7 @@ from torch import nn
 from data_loaders.graph import CSR
 from models.backdoor import Backdoor, BackdoorConfig
 from models.causal_sampled import check_sampled_config, sampled_forward
-from models.bpr import RegType, bpr_loss_terms
+from models.bpr import RegType, bpr_loss_terms, triple_rows
 from models.contrast import ContrastConfig, cross_view_loss
 from models.diffusion import CrossModalDiffusion, DiffusionConfig
 from models.embeddings import IdTables
@@ -213,13 +213,12 @@ class CausalRec(nn.Module):
         if self.sampled:
             return sampled_forward(self, users, pos, neg)
         r = self.represent()
-        user, item = r.user, r.item
+        rows = triple_rows(r.user, r.item, users, pos, neg)
         margin = self.exposure(pos) - self.exposure(neg) if self.exposure.enabled else None
         if r.content_user is not None:
-            loo = self._leave_one_out(r, users, pos, item[pos])
+            loo = self._leave_one_out(r, users, pos, rows[1])
             margin = loo if margin is None else margin + loo
-        out = bpr_loss_terms(user[users], item[pos], item[neg],
-                             (r.ego_user[users], r.ego_item[pos], r.ego_item[neg]),
+        out = bpr_loss_terms(*rows, triple_rows(r.ego_user, r.ego_item, users, pos, neg),
                              self.backbone.reg_weight, self.backbone.reg_type, margin=margin)
         content = r.content_item
         user_content = self.frontdoor.user_content(content)

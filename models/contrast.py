@@ -75,6 +75,7 @@ def cross_view_loss(cfg: ContrastConfig, users: torch.Tensor, items: torch.Tenso
     u, i = _at_most(torch.unique(users), cfg.max_nodes), _at_most(torch.unique(items), cfg.max_nodes)
     if cfg.detach_anchor:
         id_user, id_item = id_user.detach(), id_item.detach()
-    loss = (info_nce(id_user[u], perturb(content_user[u], cfg.noise), cfg.temperature)
-            + info_nce(id_item[i], perturb(content_item[i], cfg.noise), cfg.temperature))
+    loss = (info_nce(id_user.index_select(0, u), perturb(content_user.index_select(0, u), cfg.noise), cfg.temperature)
+            + info_nce(id_item.index_select(0, i), perturb(content_item.index_select(0, i), cfg.noise),
+                       cfg.temperature))
     return cfg.loss_weight * loss

@@ -42,9 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_loaders.graph import CSR, lightgcn_adjacency
-from models.bpr import RegType, bpr_loss_terms
+from models.bpr import RegType, bpr_loss_terms, triple_rows
 from models.embeddings import IdTables
 from models.knn import mixed_knn_graph
+from models.sparse_ops import SparseOperator
 
 _PRUNE_STREAM = 0xF4EED0  # separates this generator from any other (seed, epoch)-seeded stream
 
@@ -134,10 +135,11 @@ class Freedom(nn.Module):
         # Graphs are plain attributes, not buffers (see LightGCN): data rebuilt from the dataset,
         # kept out of state_dict; `to_device` moves them.
         with torch.no_grad():
-            self.item_graph = mixed_knn_graph({m: features[m].to(device) for m in self.modalities}, weights,
-                                              cfg.knn_k, self_loops=cfg.knn_self_loops,
-                                              row_chunk=cfg.knn_row_chunk, col_chunk=cfg.knn_col_chunk)
-        self.full_adjacency = lightgcn_adjacency(train)
+            # torch's sparse @ is slow on CPU (backward above all): SparseOperator, models/sparse_ops.py.
+            self.item_graph = SparseOperator(mixed_knn_graph(
+                {m: features[m].to(device) for m in self.modalities}, weights, cfg.knn_k,
+                self_loops=cfg.knn_self_loops, row_chunk=cfg.knn_row_chunk, col_chunk=cfg.knn_col_chunk))
+        self.full_adjacency = SparseOperator(lightgcn_adjacency(train))
         self.train_adjacency = self.full_adjacency
         self.to_device(device)
         self.start_epoch(0)  # a valid training graph before the trainer's first start_epoch
@@ -157,19 +159,19 @@ class Freedom(nn.Module):
         kept = degree_pruned_edges(self.train_graph, self.cfg.keep_ratio, self.seed, epoch)
         pruned = CSR.from_pairs(self.train_graph.row_ids()[kept], self.train_graph.indices[kept],
                                 self.num_users, self.num_items)
-        self.train_adjacency = lightgcn_adjacency(pruned).to(self.full_adjacency.device)
+        self.train_adjacency = SparseOperator(lightgcn_adjacency(pruned)).to(self.full_adjacency.device)
         return {"kept_edges": float(kept.size)}
 
-    def _propagate(self, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _propagate(self, adjacency: SparseOperator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(user_all, item_all, ego_users, ego_items) with `adjacency` as the user-item graph."""
         ego_users, ego_items = self.tables.lookup_all()
         content = ego_items
         for _ in range(self.cfg.item_layers):
-            content = torch.sparse.mm(self.item_graph, content)
+            content = self.item_graph @ content
         x = torch.cat([ego_users, ego_items])
         total = x
         for _ in range(self.num_layers):
-            x = torch.sparse.mm(adjacency, x)
+            x = adjacency @ x
             total = total + x
         mean = total / (self.num_layers + 1)
         return mean[:self.num_users], mean[self.num_users:] + content, ego_users, ego_items
@@ -177,8 +179,8 @@ class Freedom(nn.Module):
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "bpr_<modality>"...} of the triples on this epoch's pruned graph."""
         user_all, item_all, ego_users, ego_items = self._propagate(self.train_adjacency)
-        user_e = user_all[users]
-        out = bpr_loss_terms(user_e, item_all[pos], item_all[neg], (ego_users[users], ego_items[pos], ego_items[neg]),
+        user_e, item_pos, item_neg = triple_rows(user_all, item_all, users, pos, neg)
+        out = bpr_loss_terms(user_e, item_pos, item_neg, triple_rows(ego_users, ego_items, users, pos, neg),
                              self.reg_weight, self.reg_type)
         # Every projection and feature table enters every step's graph even at weight 0: DDP's
         # static graph needs each dense parameter used in every forward.

@@ -32,8 +32,9 @@ from torch import nn
 
 from data_loaders.graph import CSR
 from data_loaders.neighbors import NeighborGraph, NeighborSampler, SampledSubgraph, sampling_rng
-from models.bpr import RegType, bpr_loss_terms
+from models.bpr import RegType, bpr_loss_terms, triple_rows
 from models.embeddings import IdTables
+from models.sparse_ops import SparseOperator
 
 
 def _doc(text: str, default: Any) -> Any:
@@ -182,7 +183,7 @@ class LightGCN(nn.Module):
         # state_dict, so every rank's checkpoint would carry the graph, which is data rebuilt
         # from the dataset, and any wrapper that syncs buffers would ship it. `.to()` therefore
         # does not move it: `to_device` does.
-        self.adjacency: torch.Tensor | None = None
+        self.adjacency: SparseOperator | None = None
         self.graph: NeighborGraph | None = None
         self.sampler: NeighborSampler | None = None
         if self.graph_mode == "full":
@@ -190,7 +191,7 @@ class LightGCN(nn.Module):
                 raise ValueError("LightGCN: adjacency must be a torch sparse tensor (COO or CSR)")
             if tuple(adjacency.shape) != (n, n):
                 raise ValueError(f"LightGCN: adjacency is {tuple(adjacency.shape)}, expected ({n}, {n})")
-            self.adjacency = adjacency.coalesce() if adjacency.is_sparse else adjacency
+            self.adjacency = SparseOperator(adjacency)  # torch's sparse @ is slow on CPU: models/sparse_ops.py
         else:
             fanouts = list(cfg.fanouts)
             if len(fanouts) != num_layers or not all(isinstance(f, int) and f > 0 for f in fanouts):
@@ -223,7 +224,7 @@ class LightGCN(nn.Module):
     def _full_mm(self, x: torch.Tensor) -> torch.Tensor:
         """A_hat @ x over the whole graph."""
         if self.adjacency is not None:
-            return torch.sparse.mm(self.adjacency, x)
+            return self.adjacency @ x
         # Sampled mode keeps no adjacency: one CSR block of rows at a time from the neighbour graph.
         return graph_mm(self.graph, x, self.cfg.eval_chunk_edges)
 
@@ -277,8 +278,8 @@ class LightGCN(nn.Module):
                                   self.reg_weight, self.reg_type)
         ego_users, ego_items = self.tables.lookup_all()
         user_all, item_all = self._layer_mean(ego_users, ego_items)
-        return bpr_loss_terms(user_all[users], item_all[pos], item_all[neg],
-                              (ego_users[users], ego_items[pos], ego_items[neg]), self.reg_weight, self.reg_type)
+        return bpr_loss_terms(*triple_rows(user_all, item_all, users, pos, neg),
+                              triple_rows(ego_users, ego_items, users, pos, neg), self.reg_weight, self.reg_type)
 
     @torch.no_grad()
     def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -130,3 +130,17 @@ def test_loss_items_samples_the_denoising_loss_and_keeps_the_read_out_whole() ->
     full_mean = torch.stack([full(h).terms["diff"] for _ in range(400)]).mean()
     assert abs(float(draws) / float(full_mean) - 1) < 0.1
     assert CrossModalDiffusion(["m0", "m1"], D, DiffusionConfig(loss_items=N + 5)).train()(h).terms["diff"] > 0
+
+
+@pytest.mark.parametrize("readout", [{"confounder_input": "masked"}, {"confounder_input": "noisy", "infer_step": 2}])
+def test_split_first_layer_readout_equals_the_denoisers_on_the_concatenated_input(readout: dict) -> None:
+    torch.manual_seed(0)
+    diff = CrossModalDiffusion(["m0", "m1", "m2"], D, DiffusionConfig(**readout)).eval()
+    h = torch.stack(list(_inputs(3).values()))
+    cond = (h.sum(0, keepdim=True) - h) / 2
+    if readout["confounder_input"] == "masked":
+        steps, x_in = torch.full((3, N), diff.mask_step), torch.zeros_like(h)
+    else:
+        steps, x_in = torch.full((3, N), 2), diff.alpha_bar[2].sqrt() * h
+    want = diff._fusion(diff._denoise(x_in, steps, cond))
+    torch.testing.assert_close(diff.confounder(h, cond), want)

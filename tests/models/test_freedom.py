@@ -170,7 +170,7 @@ def test_registry_builds_freedom_with_its_options():
     model = build_model("freedom", num_users=U, num_items=I, adjacency=None, dim=D, num_layers=1, reg_weight=0.0,
                         device="cpu", features=_features(), train=_train(), seed=3,
                         options=FreedomConfig(knn_k=2, keep_ratio=0.5))
-    assert isinstance(model, Freedom) and model.seed == 3 and model.item_graph._nnz() <= 2 * I * 2
+    assert isinstance(model, Freedom) and model.seed == 3 and model.item_graph.nnz <= 2 * I * 2
     with pytest.raises(ValueError, match="training graph and the item features"):
         build_model("freedom", num_users=U, num_items=I, adjacency=None, dim=D, num_layers=1, reg_weight=0.0,
                     device="cpu")
