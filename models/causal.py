@@ -183,10 +183,13 @@ class CausalRec(nn.Module):
             x_bd.append(self.backdoor(diff.content, diff.confounder).x_bd)
         return torch.cat(confounder), torch.cat(x_bd)
 
-    def represent(self) -> Representations:
+    def represent(self, rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> Representations:
         """One full forward over every user and item (a collective once the tables are sharded).
 
         Without a gradient (evaluation) the content path runs in chunks and no losses are formed.
+        `rows` = (distinct user ids, distinct item ids) a training step will read: the front-door
+        head runs on those rows only (`FrontDoor.forward`), so `user`/`item` are exact there and
+        lack h^fd elsewhere.
         """
         ego_user, ego_item = self.tables.lookup_all()
         id_user, id_item = self.backbone._layer_mean(ego_user, ego_item)
@@ -200,7 +203,7 @@ class CausalRec(nn.Module):
             (confounder, x_bd), losses = self.content_rows(), {}
         scored = x_bd.detach() if self.cfg.detach_content and self.training else x_bd
         mediator_items = scored if self.cfg.frontdoor.mediator_items == "content" else ego_item
-        fd = self.frontdoor(ego_user, mediator_items, self.backdoor.dictionary())
+        fd = self.frontdoor(ego_user, mediator_items, self.backdoor.dictionary(), rows=rows)
         content_user, gate_uc = None, 0.0
         if self.cfg.user_content_in_score:
             content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content
@@ -212,7 +215,8 @@ class CausalRec(nn.Module):
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
         if self.sampled:
             return sampled_forward(self, users, pos, neg)
-        r = self.represent()
+        # The front-door head only on the rows the loss reads (about a third of all nodes on TikTok).
+        r = self.represent(rows=(torch.unique(users), torch.unique(torch.cat([pos, neg]))))
         rows = triple_rows(r.user, r.item, users, pos, neg)
         margin = self.exposure(pos) - self.exposure(neg) if self.exposure.enabled else None
         if r.content_user is not None:

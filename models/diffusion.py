@@ -213,7 +213,11 @@ class CrossModalDiffusion(nn.Module):
         z = self.confounder(stacked, cond)
         specific = stacked - z.unsqueeze(0)
         # cos^2 is scale-free: the penalty cannot be met by shrinking s^m or ẑ.
-        ortho = F.cosine_similarity(specific, z.unsqueeze(0).expand_as(specific), dim=-1, eps=1e-8).square().mean()
+        # cos^2 = <s, z>^2 / max(|s|^2 |z|^2, eps^2), F.cosine_similarity's definition squared, from
+        # three row sums (z broadcast, not expanded to [M, N, d]; the normalising divides were costly).
+        dot = (specific * z).sum(-1)
+        norms = specific.square().sum(-1) * z.square().sum(-1)
+        ortho = (dot.square() / norms.clamp_min(1e-16)).mean()
         compute_loss = self.training if compute_loss is None else compute_loss
         if compute_loss and 0 < self.cfg.loss_items < stacked.shape[1]:
             sample = torch.randperm(stacked.shape[1], device=stacked.device)[:self.cfg.loss_items]

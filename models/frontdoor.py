@@ -78,7 +78,7 @@ class FrontdoorConfig:
 
 @dataclass
 class FrontdoorOutput:
-    user: torch.Tensor             # h_u^fd [U, d]
+    user: torch.Tensor             # h_u^fd [U, d] (with `rows`: 0 outside them)
     item: torch.Tensor             # h_i^fd [I, d]
     mediator_user: torch.Tensor | None = None  # m_u [U, d]
     mediator_item: torch.Tensor | None = None  # m_i [I, d]
@@ -290,12 +290,15 @@ class FrontDoor(nn.Module):
         self.centroid_prior[:cent.shape[0]] = sizes / sizes.sum()
 
     def forward(self, user_ego: torch.Tensor, item_ego: torch.Tensor,
-                dictionary: tuple[torch.Tensor, torch.Tensor] | None = None) -> FrontdoorOutput:
+                dictionary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> FrontdoorOutput:
         """h^fd for all users and items from the ID embeddings [U, d], [I, d].
 
         `dictionary` = (vectors [K, d], prior [K]) for the cross-sample term, e.g.
         `Backdoor.dictionary()`; None uses the module's own item centroids (x̄ = 0 until
-        `refresh_dictionary` has run).
+        `refresh_dictionary` has run). `rows` = (user ids, item ids), distinct: the head runs on
+        those rows only and h^fd is 0 elsewhere (a training step reads only its batch's rows; the
+        head is row-wise, so those rows are exact). The mediator is always whole: it propagates.
         """
         if not self.cfg.enabled:
             return FrontdoorOutput(user_ego.new_zeros(user_ego.shape), item_ego.new_zeros(item_ego.shape))
@@ -308,8 +311,13 @@ class FrontDoor(nn.Module):
                 m = graph_mm(self.kept_graph(), m, self.chunk_edges)
                 total = total + m
             m = total / (self.cfg.num_layers + 1)
-        h = self.head(m, dictionary)
-        return FrontdoorOutput(h[:self.num_users], h[self.num_users:], m[:self.num_users], m[self.num_users:])
+        if rows is None:
+            h = self.head(m, dictionary)
+        else:
+            idx = torch.cat([rows[0], self.num_users + rows[1]])
+            h = torch.zeros_like(m).index_copy(0, idx, self.head(m.index_select(0, idx), dictionary))
+        sizes = [self.num_users, self.num_items]  # split, not slices: one backward (see LightGCN._layer_mean)
+        return FrontdoorOutput(*h.split(sizes), *m.split(sizes))
 
     def head(self, m: torch.Tensor, dictionary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """h^fd from the mediator rows m [N, d] (any rows: all nodes, or a batch's)."""

@@ -235,7 +235,9 @@ class LightGCN(nn.Module):
             x = self._full_mm(x)
             total = total + x
         mean = total / (self.num_layers + 1)
-        return mean[:self.num_users], mean[self.num_users:]
+        # split, not two slices: one backward (a cat) instead of two zero-filled full-size gradients.
+        user, item = mean.split([self.num_users, self.num_items])
+        return user, item
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user_all [U, d], item_all [I, d]): layer mean over every id. A collective once sharded."""

@@ -56,6 +56,22 @@ def test_step_trains_every_dense_parameter_and_loss_decreases() -> None:
     assert float(loss.detach()) < first
 
 
+
+def test_the_steps_batch_rows_score_like_the_full_representation() -> None:
+    # A training step runs the front-door head on its batch's rows only: the BPR term must be the
+    # one of the full representation (eval mode: no EMA step between the two forwards).
+    model = _model()
+    model.start_epoch(0)
+    model.eval()
+    with torch.no_grad():
+        model.gate_frontdoor.fill_(0.7)
+        model.gate_backdoor.fill_(0.5)
+    users, pos, neg = _batch()
+    got = model(users, pos, neg)["bpr"]
+    r = model.represent()
+    diff = (r.user[users] * (r.item[pos] - r.item[neg])).sum(-1)
+    torch.testing.assert_close(got, -torch.nn.functional.logsigmoid(diff).mean())
+
 def test_all_modules_off_is_backbone_plus_plain_content() -> None:
     model = _model(backdoor=False, diffusion=False, frontdoor=False)
     model.eval()

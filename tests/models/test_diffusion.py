@@ -144,3 +144,12 @@ def test_split_first_layer_readout_equals_the_denoisers_on_the_concatenated_inpu
         steps, x_in = torch.full((3, N), 2), diff.alpha_bar[2].sqrt() * h
     want = diff._fusion(diff._denoise(x_in, steps, cond))
     torch.testing.assert_close(diff.confounder(h, cond), want)
+
+
+def test_orthogonality_term_is_the_mean_squared_cosine_of_remainders_and_confounder() -> None:
+    torch.manual_seed(0)
+    diff = CrossModalDiffusion(["m0", "m1"], D).eval()
+    out = diff(_inputs(2))
+    z = out.confounder
+    want = torch.stack([torch.nn.functional.cosine_similarity(out.specific[m], z, dim=-1) for m in ("m0", "m1")])
+    torch.testing.assert_close(out.terms["ortho"], want.square().mean())

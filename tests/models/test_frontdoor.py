@@ -128,6 +128,23 @@ def test_shapes_and_gradients(score: str, loss: str) -> None:
     assert codes.grad is None  # the dictionary is a constant of the adjustment
 
 
+
+def test_rows_run_the_head_on_those_rows_only_and_match_the_full_forward_there() -> None:
+    torch.manual_seed(0)
+    eu, ei = _graph()
+    fd = FrontDoor(U, I, eu, ei, D, FrontdoorConfig(output="mlp"))
+    _, _, uid, iid = _inputs()
+    codes, prior = torch.randn(5, D), torch.tensor([0.1, 0.2, 0.3, 0.4, 0.0])
+    full = fd(uid, iid, (codes, prior))
+    users, items = torch.tensor([1, 4]), torch.tensor([0, 2, 7])
+    part = fd(uid, iid, (codes, prior), rows=(users, items))
+    torch.testing.assert_close(part.user[users], full.user[users])
+    torch.testing.assert_close(part.item[items], full.item[items])
+    others_u = torch.ones(U, dtype=torch.bool).index_fill_(0, users, False)
+    others_i = torch.ones(I, dtype=torch.bool).index_fill_(0, items, False)
+    assert part.user[others_u].abs().sum() == 0 and part.item[others_i].abs().sum() == 0
+    torch.testing.assert_close(part.mediator_item, full.mediator_item)  # the mediator stays whole
+
 def test_detached_scorer_inputs() -> None:
     eu, ei = _graph()
     fd = FrontDoor(U, I, eu, ei, D, FrontdoorConfig(detach_scorer_inputs=True))
