@@ -174,8 +174,8 @@ class VectorQuantizer(nn.Module):
     def nearest(self, z: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
         """Index of the nearest code (squared Euclidean) of every row of z [N, d], chunked."""
         codes = self.store.weight() if codes is None else codes
-        c2 = codes.square().sum(1)
-        return torch.cat([(c2 - 2 * chunk @ codes.T).argmin(1) for chunk in z.split(self.cfg.chunk_size)])
+        c2 = codes.square().sum(1)  # ||z||^2 is the same for every code: argmin of ||c||^2 - 2 <z, c>
+        return torch.cat([torch.addmm(c2, chunk, codes.T, alpha=-2).argmin(1) for chunk in z.split(self.cfg.chunk_size)])
 
     def prior(self) -> torch.Tensor:
         """P(c_k) [K], summing to 1."""
