@@ -41,6 +41,18 @@ def sweep_url(base: Config) -> str:
     return f"{storage.rstrip('/')}/{base.run.name}"
 
 
+def absolute_data_url(base: Config) -> Config:
+    """`base` with a relative local `data.url` made absolute (from the directory the sweep starts in).
+
+    Tune runs each trial in its own working directory, where `data/tiktok` names nothing; the
+    trainer's own runs start where the command was typed, so the configs keep repo-relative URLs.
+    """
+    url = base.data.url
+    if "://" not in url and not os.path.isabs(url):
+        base.data.url = os.path.abspath(url)
+    return base
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -169,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", required=True, help="search-space YAML (see tune/spaces/README.md)")
     args, overrides = parser.parse_known_args(argv)
     try:
-        base = load_config(args.config, overrides)
+        base = absolute_data_url(load_config(args.config, overrides))
         space = load_space(args.space, base)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -140,3 +140,21 @@ def test_the_cli_rejects_a_bad_space_before_ray_starts(tmp_path: Path) -> None:
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert f"{path}: unknown key 'train.learning_rat'" in result.stderr
+
+
+def test_tiktok_causal_space_waits_past_the_popularity_plateau_and_fits_its_config() -> None:
+    base = load_config(str(REPO / "configs/tiktok_causal.yaml"))
+    space = load_space(str(REPO / "tune/spaces/causal_tiktok.yaml"), base)
+    assert space.tune.grace_period == 30 and space.tune.searcher == "optuna"
+    assert "model.causal.contrast.temperature" in space.params
+    assert "`causal_tiktok.yaml`" in (REPO / "tune/spaces/README.md").read_text()
+
+
+def test_a_relative_data_url_is_made_absolute_for_the_trials(tmp_path: Path, monkeypatch) -> None:
+    from tune.main import absolute_data_url
+
+    monkeypatch.chdir(tmp_path)
+    cfg = absolute_data_url(load_config(str(REPO / "configs/tiktok_causal.yaml")))
+    assert cfg.data.url == str(tmp_path / "data/tiktok")
+    s3 = absolute_data_url(load_config(str(REPO / "configs/tiktok_causal.yaml"), ["--data.url=s3://bucket/tiktok"]))
+    assert s3.data.url == "s3://bucket/tiktok"
