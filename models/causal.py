@@ -129,6 +129,9 @@ class CausalRec(nn.Module):
         cfg = cfg or CausalConfig()
         if not features:
             raise ValueError("CausalRec needs item content features (a dataset with modalities)")
+        if cfg.eval_chunk_items < 0:
+            raise ValueError(f"model.causal.eval_chunk_items must be >= 0 (0 = all items at once), "
+                             f"got {cfg.eval_chunk_items}")
         self.sampled = cfg.backbone.graph_mode == "sampled"
         if self.sampled:
             cfg = check_sampled_config(cfg)  # and every rank quantises different items: sum the EMA statistics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,13 +16,14 @@ from models.embeddings import IdTables
 U, I, D = 12, 10, 8
 
 
-def _model(**switches: bool) -> CausalRec:
+def _model(**switches: Any) -> CausalRec:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     keys = np.unique(rng.integers(0, U * I, size=50))
     train = CSR.from_pairs(keys // I, keys % I, U, I)
     features = {"image": torch.randn(I, 6), "text": torch.randn(I, 5)}
-    cfg = CausalConfig(user_content_in_score=switches.get("user_content", False))
+    cfg = CausalConfig(user_content_in_score=switches.get("user_content", False),
+                       eval_chunk_items=switches.get("eval_chunk_items", 65536))
     cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4, enabled=switches.get("backdoor", True))
     cfg.diffusion = dataclasses.replace(cfg.diffusion, enabled=switches.get("diffusion", True))
     cfg.frontdoor = dataclasses.replace(cfg.frontdoor, enabled=switches.get("frontdoor", True), warmup_epochs=1,
@@ -108,6 +110,11 @@ def test_evaluation_embeddings_do_not_move_the_codebook() -> None:
     user, item = model.final_embeddings()
     assert user.shape == (U, D) and item.shape == (I, D)
     assert torch.equal(before, model.backdoor.levels[0].codes())
+
+
+def test_negative_eval_chunk_items_is_refused() -> None:
+    with pytest.raises(ValueError, match="eval_chunk_items must be >= 0"):
+        _model(eval_chunk_items=-1)
 
 
 def test_needs_features() -> None:
