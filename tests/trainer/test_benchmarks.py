@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ("eval_speed", "scale", "profile_step", "mmrec_epoch")
+SCRIPTS = ("eval_speed", "scale", "profile_step", "mmrec_epoch", "spmm")
 
 
 def _run(*args: str) -> str:
@@ -38,6 +38,15 @@ def test_profile_step_tiny(tiny_synthetic: str, tmp_path: Path) -> None:
     out = _run("benchmarks/profile_step.py", "--config", str(config), "--steps", "1", "--warmup", "1",
                "--top", "3", "--no-record")
     assert "**lightgcn**" in out and "| op | self CPU ms / step |" in out
+
+    by_shape = _run("benchmarks/profile_step.py", "--config", str(config), "--steps", "1", "--warmup", "1",
+                    "--top", "3", "--by-shape", "--no-record")
+    assert "--by-shape`" in by_shape and "| aten::" in by_shape and "[[" in by_shape  # input shapes listed
+
+
+def test_spmm_tiny(tiny_synthetic: str) -> None:
+    out = _run("benchmarks/spmm.py", "--data", tiny_synthetic, "--repeats", "2", "--threads", "1", "--no-record")
+    assert "| SparseOperator (embedding_bag) |" in out and "| torch CSR (`csr @ x`) |" in out
 
 
 @pytest.mark.ray
