@@ -175,7 +175,8 @@ class VectorQuantizer(nn.Module):
         """Index of the nearest code (squared Euclidean) of every row of z [N, d], chunked."""
         codes = self.store.weight() if codes is None else codes
         c2 = codes.square().sum(1)  # ||z||^2 is the same for every code: argmin of ||c||^2 - 2 <z, c>
-        return torch.cat([torch.addmm(c2, chunk, codes.T, alpha=-2).argmin(1) for chunk in z.split(self.cfg.chunk_size)])
+        return torch.cat([torch.addmm(c2, chunk, codes.T, alpha=-2).argmin(1)
+                          for chunk in z.split(self.cfg.chunk_size)])
 
     def prior(self) -> torch.Tensor:
         """P(c_k) [K], summing to 1."""

@@ -24,7 +24,8 @@ def _model(**switches: Any) -> CausalRec:
     features = {"image": torch.randn(I, 6), "text": torch.randn(I, 5)}
     cfg = CausalConfig(user_content_in_score=switches.get("user_content", False),
                        eval_chunk_items=switches.get("eval_chunk_items", 65536))
-    cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4, enabled=switches.get("backdoor", True))
+    cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4,
+                                       enabled=switches.get("backdoor", True))
     cfg.diffusion = dataclasses.replace(cfg.diffusion, enabled=switches.get("diffusion", True))
     cfg.frontdoor = dataclasses.replace(cfg.frontdoor, enabled=switches.get("frontdoor", True), warmup_epochs=1,
                                         refresh_every=1, keep_ratio=0.5)
