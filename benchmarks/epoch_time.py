@@ -1,7 +1,8 @@
 """Seconds per training epoch and per full evaluation, 1 and 2 workers, through the real trainer.
 
     .venv/bin/python benchmarks/epoch_time.py [--data data/baby] [--epochs 3] [--model lightgcn]
-    .venv/bin/python benchmarks/epoch_time.py --config configs/tiktok_causal.yaml [--epochs 4]
+    .venv/bin/python benchmarks/epoch_time.py --config configs/tiktok_causal.yaml [--epochs 4] [--workers 1]
+                                              [--no-record]
 
 Runs `trainer.main.fit` (Ray Train, TorchRec DMP) for a few epochs with evaluation every epoch,
 drops the first epoch (warm-up: allocator, thread pools) and reports the median of the rest, and
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--data", default="data/baby")
     parser.add_argument("--model", default="lightgcn")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--workers", default="1,2", help="worker counts measured, comma-separated")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.config:
         cfg = load_config(args.config)
@@ -55,10 +58,12 @@ def main() -> None:
     else:
         what = "the default config (batch 2048, 64-d, 2 layers, dense Adam tables)"
         command = f"--data {args.data} --model {args.model} --epochs {args.epochs}"
+    if args.workers != "1,2":
+        command += f" --workers {args.workers}"
     train_rows = open_dataset(args.data).manifest.splits["train"]
     rows = []
     with tempfile.TemporaryDirectory() as storage:
-        for workers in (1, 2):
+        for workers in (int(w) for w in args.workers.split(",")):
             m = measure(args.config, args.data, args.model, workers, args.epochs, storage)
             rate = train_rows / m["epoch_s"] / workers
             rows.append(f"| {args.model} | {Path(args.data).name} | {workers} | {m['epoch_s']:.2f} | {rate:,.0f} | "
@@ -78,7 +83,8 @@ def main() -> None:
     ])
     print(table)
     name = Path(args.config).stem if args.config else f"{args.model}-{Path(args.data).name}"
-    record_section(f"epoch_time-{name}", table)
+    if not args.no_record:
+        record_section(f"epoch_time-{name}", table)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ("eval_speed", "scale", "profile_step", "mmrec_epoch", "spmm")
+SCRIPTS = ("eval_speed", "scale", "profile_step", "mmrec_epoch", "spmm", "epoch_time")
 
 
 def _run(*args: str) -> str:
