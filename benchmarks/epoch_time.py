@@ -40,6 +40,13 @@ def measure(config: str | None, data: str, model: str, workers: int, epochs: int
             "eval_s": statistics.median(h["eval_seconds"] for h in history)}
 
 
+def _worker_counts(text: str) -> str:
+    """--workers: positive integers separated by commas (argparse reports anything else)."""
+    if not all(w.strip().isdigit() and int(w) > 0 for w in text.split(",")):
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="a YAML experiment file (its data and model); else the default config "
@@ -47,7 +54,8 @@ def main() -> None:
     parser.add_argument("--data", default="data/baby")
     parser.add_argument("--model", default="lightgcn")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--workers", default="1,2", help="worker counts measured, comma-separated")
+    parser.add_argument("--workers", default="1,2", type=_worker_counts,
+                        help="worker counts measured, comma-separated")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
     if args.config:
@@ -63,7 +71,7 @@ def main() -> None:
     train_rows = open_dataset(args.data).manifest.splits["train"]
     rows = []
     with tempfile.TemporaryDirectory() as storage:
-        for workers in (int(w) for w in args.workers.split(",")):
+        for workers in (int(w) for w in args.workers.split(",")):  # checked by _worker_counts
             m = measure(args.config, args.data, args.model, workers, args.epochs, storage)
             rate = train_rows / m["epoch_s"] / workers
             rows.append(f"| {args.model} | {Path(args.data).name} | {workers} | {m['epoch_s']:.2f} | {rate:,.0f} | "

@@ -105,8 +105,9 @@ def profile_config(path: str, steps: int, warmup: int, top: int, by_shape: bool 
             f"{statistics.median(cpus) * 1e3:.0f} ms CPU (median of {steps} after {warmup} warm-up); "
             f"{train.num_rows:,} users, {train.num_cols:,} items, {train.indices.size:,} train edges, "
             f"batch {cfg.train.batch_size}.")
-    rows = [f"| {e.key}{' ' + str(e.input_shapes) if by_shape else ''} | {e.self_cpu_time_total / 1e3 / steps:.1f} | {100 * e.self_cpu_time_total / total:.1f} | "
-            f"{e.count // steps} |" for e in ranked]
+    names = [f"{e.key} {e.input_shapes}" if by_shape else e.key for e in ranked]
+    rows = [f"| {name} | {e.self_cpu_time_total / 1e3 / steps:.1f} | {100 * e.self_cpu_time_total / total:.1f} | "
+            f"{e.count // steps} |" for name, e in zip(names, ranked)]
     return head, rows
 
 

@@ -32,8 +32,8 @@ def triple_rows(user_all: torch.Tensor, item_all: torch.Tensor, users: torch.Ten
                 neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(user_all[users], item_all[pos], item_all[neg]) by `index_select`, the items in one call.
 
-    Not `t[idx]`: advanced indexing's backward sorts the indices (index_put with accumulation), about
-    twice as slow on CPU as index_select's index_add; on full-graph steps these gathers are per step.
+    Not `t[idx]`: advanced indexing's backward sorts the indices (index_put with accumulation), slower
+    on CPU than index_select's index_add; on full-graph steps these gathers run every step.
     """
     item_pos, item_neg = item_all.index_select(0, torch.cat([pos, neg])).split(pos.numel())
     return user_all.index_select(0, users), item_pos, item_neg

@@ -218,7 +218,7 @@ class CausalRec(nn.Module):
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
         if self.sampled:
             return sampled_forward(self, users, pos, neg)
-        # The front-door head only on the rows the loss reads (about a third of all nodes on TikTok).
+        # The front-door head only on the rows the loss reads: the batch's distinct users and items.
         r = self.represent(rows=(torch.unique(users), torch.unique(torch.cat([pos, neg]))))
         rows = triple_rows(r.user, r.item, users, pos, neg)
         margin = self.exposure(pos) - self.exposure(neg) if self.exposure.enabled else None

@@ -178,8 +178,8 @@ class CrossModalDiffusion(nn.Module):
         Every item is read out at the same step, so the step embedding is one constant row: the
         denoiser's first layer W [x_s ; emb ; cond] + b is applied as W_c cond + (W_e emb + b)
         (+ W_x x_in for the `noisy` read-out; `masked` feeds x_in = 0). The same function as
-        `_denoise` on the concatenation, without building the [M, N, 2d + step_dim] input (it and
-        its backward were a tenth of the content path's time on TikTok).
+        `_denoise` on the concatenation, without building the [M, N, 2d + step_dim] input and its
+        gradient every step (docs/BENCHMARKS.md, "What dominates a step").
         """
         masked = self.cfg.confounder_input == "masked"
         step = self.mask_step if masked else self.cfg.infer_step

@@ -2,10 +2,10 @@
 
 The full-graph models multiply the same sparse matrices (the normalised adjacency, the front-door's
 kept subgraph, the user-content mean) by dense [N, d] embeddings several times per step. torch's
-sparse CSR/COO `@` is slow on CPU in exactly the direction training needs: on TikTok's 16k-node
-adjacency (119k entries, d = 64, 2 threads) the forward takes ~1 ms (CSR) or ~4.6 ms (COO) and
-the backward ~6 ms. A CSR row product is a weighted bag sum, `embedding_bag(col, x, crow,
-mode="sum", per_sample_weights=val)`, which fbgemm runs in ~0.5 ms; the gradient with respect to x
+sparse CSR/COO `@` is slow on CPU in exactly the direction training needs, the backward above all
+(benchmarks/spmm.py times both on a dataset's adjacency; docs/BENCHMARKS.md, section spmm-tiktok).
+A CSR row product is a weighted bag sum, `embedding_bag(col, x, crow, mode="sum",
+per_sample_weights=val)`, which fbgemm runs fast on CPU and GPU; the gradient with respect to x
 is the transpose times the output gradient, another bag sum over the transpose's CSR (built once;
 shared with the forward's when the matrix is symmetric, as the LightGCN adjacency is). The matrix
 itself is data, never trained: no gradient flows to its values.

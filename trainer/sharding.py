@@ -165,8 +165,8 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
         # (and, with weight decay, the weights) before training starts.
         # "tables" when an external engine steps the dense parameters: only dense-kernel tables here.
         name = "dense" if dense_data_parallel else "tables"
-        # fused: one kernel over all parameters instead of a Python loop of small ops per parameter
-        # (Adam's step 5 ms -> 1 ms per causal step on TikTok); same update (tests/trainer/test_sharding.py).
+        # fused: one kernel over all parameters instead of a Python loop of small ops per parameter;
+        # the same update as the unfused optimizer (tests/trainer/test_sharding.py compares them).
         optimizers[name] = _DENSE_OPTIMIZERS[optimizer](list(rest.values()), lr=lr, weight_decay=weight_decay,
                                                         fused=True)
     return ShardedModel(model=dmp, optimizers=optimizers, plan=plan, plan_summary="; ".join(describe_plan(plan)),
