@@ -141,9 +141,11 @@ class CausalRec(nn.Module):
                                  reg_type=reg_type, cfg=cfg.backbone, train=train, seed=seed)
         dim = tables.dim
         names = sorted(features)
+        self.projection = ModalityProjection({m: features[m].shape[1] for m in names}, dim, cfg.projection)
         # Content features are data, rebuilt from the dataset: a plain attribute like the adjacency.
-        self.features = {m: features[m].float() for m in names}
-        self.projection = ModalityProjection({m: self.features[m].shape[1] for m in names}, dim, cfg.projection)
+        # Kept already normalised (the parameter-free part of the projection's input norm, computed
+        # once): every step projects them with `normalized=True`, and only one copy is held.
+        self.inputs = self.projection.normalize({m: features[m].float() for m in names})
         self.diffusion = CrossModalDiffusion(names, dim, cfg.diffusion)
         self.backdoor = Backdoor(dim, cfg.backdoor)
         edge_user = torch.from_numpy(train.row_ids()).long()
@@ -167,7 +169,7 @@ class CausalRec(nn.Module):
 
     def to_device(self, device: torch.device | str) -> "CausalRec":
         self.backbone.to_device(device)
-        self.features = {m: f.to(device) for m, f in self.features.items()}
+        self.inputs = {m: f.to(device) for m, f in self.inputs.items()}
         self.frontdoor.to(device)
         self.exposure.to(device)
         return self
@@ -176,12 +178,12 @@ class CausalRec(nn.Module):
     def content_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(ẑ [I, d], x^bd [I, d]) of every item, the content path run on `eval_chunk_items` items at a
         time. Call in eval mode: in training mode each chunk would take an EMA step."""
-        num_items = next(iter(self.features.values())).shape[0]
+        num_items = next(iter(self.inputs.values())).shape[0]
         chunk = self.cfg.eval_chunk_items if self.cfg.eval_chunk_items > 0 else num_items
         confounder, x_bd = [], []
         for start in range(0, num_items, chunk):
-            rows = {m: f[start:start + chunk] for m, f in self.features.items()}
-            diff = self.diffusion(self.projection(rows), compute_loss=False)
+            rows = {m: f[start:start + chunk] for m, f in self.inputs.items()}
+            diff = self.diffusion(self.projection(rows, normalized=True), compute_loss=False)
             confounder.append(diff.confounder)
             x_bd.append(self.backdoor(diff.content, diff.confounder).x_bd)
         return torch.cat(confounder), torch.cat(x_bd)
@@ -197,7 +199,7 @@ class CausalRec(nn.Module):
         ego_user, ego_item = self.tables.lookup_all()
         id_user, id_item = self.backbone._layer_mean(ego_user, ego_item)
         if torch.is_grad_enabled():
-            diff = self.diffusion(self.projection(self.features))
+            diff = self.diffusion(self.projection(self.inputs, normalized=True))
             bd = self.backdoor(diff.content, diff.confounder)
             confounder, x_bd = diff.confounder, bd.x_bd
             losses = {"diffusion": diff.loss, "vq": bd.loss, **{f"diff/{k}": v for k, v in diff.terms.items()},

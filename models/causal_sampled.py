@@ -123,7 +123,7 @@ def sampled_forward(model: "CausalRec", users: torch.Tensor, pos: torch.Tensor,
                                                 sampling_rng(bb.seed, epoch, step, rank, _PROFILE_STREAM))
     content_items = np.unique(np.concatenate([batch_items, prof_item]))
     index = torch.from_numpy(content_items).to(device)
-    diff = model.diffusion(model.projection({m: f[index] for m, f in model.features.items()}))
+    diff = model.diffusion(model.projection({m: f[index] for m, f in model.inputs.items()}, normalized=True))
     bd = model.backdoor(diff.content, diff.confounder)
     content = bd.x_bd  # with its gradient (the topology and contrastive terms train the content path)
     content_item = content[torch.from_numpy(np.searchsorted(content_items, batch_items)).to(device)]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -65,8 +66,36 @@ class ModalityProjection(nn.Module):
                 layers += [nn.Linear(f_m, dim)]
             self.mlps[name] = nn.Sequential(*layers)
 
-    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{m: h^m [N, d]} for {m: f^m [N, f_m]} (same N for every modality, same keys as built)."""
+    def normalize(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The parameter-free part of the input normalisation: LayerNorm without its affine (or nothing).
+
+        Item features never change, so a caller that projects the same rows every step computes
+        this once and passes `normalized=True` to `forward`: the LayerNorm's affine (γ, β) is then
+        folded into the first Linear, W (γ ⊙ n + β) + b = (W diag γ) n + (W β + b), which is the
+        same function and the same gradients without normalising [N, f_m] and back-propagating
+        into it at every step (docs/BENCHMARKS.md, "What dominates a step").
+        """
+        if self.cfg.input_norm != "layernorm":
+            return dict(features)
+        return {m: F.layer_norm(f, (f.shape[-1],), eps=self.mlps[m][0].eps) for m, f in features.items()}
+
+    def _folded(self, name: str, normalized: torch.Tensor) -> torch.Tensor:
+        """MLP_m on `normalize`d rows, the LayerNorm's affine folded into the first Linear."""
+        mlp = self.mlps[name]
+        if self.cfg.input_norm != "layernorm":
+            return mlp(normalized)
+        norm, first = mlp[0], mlp[1]
+        weight = first.weight * norm.weight  # W diag(γ): γ scales W's input columns
+        bias = torch.addmv(first.bias, first.weight, norm.bias)  # W β + b
+        return mlp[2:](F.linear(normalized, weight, bias))
+
+    def forward(self, features: dict[str, torch.Tensor], normalized: bool = False) -> dict[str, torch.Tensor]:
+        """{m: h^m [N, d]} for {m: f^m [N, f_m]} (same N for every modality, same keys as built).
+
+        `normalized`: the rows are `normalize(f^m)` rather than raw features (the same output).
+        """
         if set(features) != set(self.modalities):
             raise ValueError(f"ModalityProjection: got modalities {sorted(features)}, built for {self.modalities}")
+        if normalized:
+            return {m: self._folded(m, features[m]) for m in self.modalities}
         return {m: self.mlps[m](features[m]) for m in self.modalities}

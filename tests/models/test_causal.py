@@ -80,7 +80,7 @@ def test_all_modules_off_is_backbone_plus_plain_content() -> None:
     model.eval()
     r = model.represent()
     assert torch.count_nonzero(r.frontdoor_user) == 0 and torch.count_nonzero(r.frontdoor_item) == 0
-    content = torch.stack(list(model.projection(model.features).values())).mean(0)
+    content = torch.stack(list(model.projection(model.inputs, normalized=True).values())).mean(0)
     assert torch.allclose(r.backdoor_item, content)
     assert float(r.losses["vq"]) == 0.0
 

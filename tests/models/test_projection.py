@@ -40,3 +40,24 @@ def test_rejects_wrong_modalities() -> None:
         proj(feats)
     with pytest.raises(ValueError):
         ModalityProjection({}, 8)
+
+
+@pytest.mark.parametrize("cfg", [ProjectionConfig(), ProjectionConfig(hidden=0), ProjectionConfig(input_norm="none")])
+def test_normalized_inputs_give_the_same_outputs_and_gradients(cfg: ProjectionConfig) -> None:
+    # The LayerNorm's affine folded into the first Linear: the same function of the same parameters.
+    torch.manual_seed(0)
+    proj = ModalityProjection(DIMS, 8, cfg)
+    for p in proj.parameters():  # away from the identity init, so γ and β matter
+        p.data.add_(0.3 * torch.randn_like(p))
+    feats = _features(9)
+    grads = []
+    for out in (proj(feats), proj(proj.normalize(feats), normalized=True)):
+        proj.zero_grad()
+        sum((v * torch.linspace(-1, 1, 8)).sum() for v in out.values()).backward()
+        grads.append({n: p.grad.clone() for n, p in proj.named_parameters()})
+        if len(grads) == 1:
+            expected = out
+    for m in DIMS:
+        torch.testing.assert_close(out[m], expected[m], atol=1e-5, rtol=1e-5)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-5, rtol=1e-4, msg=name)
