@@ -6,7 +6,8 @@ fused optimizer in backward or by a torch optimizer). Every other parameter of t
 gates) is either
 
 - `torch`: DDP inside DistributedModelParallel all-reduces their gradients and the "dense" torch
-  optimizer of `shard_model` steps them together with dense-kernel tables (the default), or
+  optimizer of `shard_model` steps them together with dense-kernel tables (the default; at world
+  size 1 there is nothing to reduce and no DDP), or
 - `deepspeed`: `shard_model(dense_data_parallel=False)` leaves them out of DDP and out of its
   optimizers, and a DeepSpeed engine (`deepspeed.initialize`) owns them: ZeRO stage 0/1/2, a
   client torch optimizer (Adam, AdamW, Adagrad, SGD per `train.optimizer`), gradient clipping.
@@ -95,7 +96,8 @@ class TorchStepper(Stepper):
                  gradient_clipping: float = 0.0) -> None:
         self.model, self.optimizers = model, optimizers
         self.dense_parameters, self.gradient_clipping = dense_parameters, gradient_clipping
-        self.summary = f"dense: torch (DDP), {_count(dense_parameters)}"
+        ddp = isinstance(getattr(model, "_dmp_wrapped_module", None), nn.parallel.DistributedDataParallel)
+        self.summary = f"dense: torch ({'DDP' if ddp else 'one rank, no DDP'}), {_count(dense_parameters)}"
 
     def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(*inputs)

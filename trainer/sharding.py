@@ -145,8 +145,11 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
             local_size=get_local_size(world_size), world_size=world_size, device_type=device.type)
             for path, ebc in collections})
 
-    # Without dense data parallelism DDP wraps only data-parallel tables (none: no DDP at all).
-    wrapper = None if dense_data_parallel else DefaultDataParallelWrapper(params_to_ignore=dense_names)
+    # Without dense data parallelism DDP wraps only data-parallel tables (none: no DDP at all). One
+    # rank has nothing to reduce: DDP would only copy every dense gradient into its buckets and
+    # back (and run a one-rank all-reduce) at every step, so there the wrapper ignores them too.
+    reduce_dense = dense_data_parallel and world_size > 1
+    wrapper = None if reduce_dense else DefaultDataParallelWrapper(params_to_ignore=dense_names)
     dmp = DistributedModelParallel(model, env=ShardingEnv.from_process_group(pg), device=device, plan=plan,
                                    sharders=[sharder], data_parallel_wrapper=wrapper)
     for path, weights in full_weights.items():

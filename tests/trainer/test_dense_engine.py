@@ -283,3 +283,35 @@ def test_config_offers_zero_stages_0_to_2():
         load_config(None, ["--train.zero_stage=3"])
     with pytest.raises(ConfigError, match="train.gradient_clipping' must be >= 0"):
         load_config(None, ["--train.gradient_clipping=-1"])
+
+
+@pytest.mark.timeout(120)
+def test_torch_engine_at_world_size_one_steps_every_parameter_without_ddp(tmp_path):
+    # One rank has nothing to reduce: no DDP wrapper, and the dense parameters are still stepped,
+    # exactly as a plain torch Adam over the unsharded model steps them.
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        reference = _model()
+        optimizer = torch.optim.Adam(reference.parameters(), lr=LR)
+        sharded, stepper = _build("torch", 0, "dense", "adam", 0.0, world_size=1)
+        assert type(sharded.model._dmp_wrapped_module).__name__ != "DistributedDataParallel"
+        assert "one rank, no DDP" in stepper.summary
+        initial = _snapshot(sharded)
+        _train(sharded, stepper, 0, 1, STEPS)
+        for step in range(STEPS):
+            torch.manual_seed(100 + step)
+            optimizer.zero_grad()
+            reference(USERS, POS, NEG)["loss"].backward()
+            optimizer.step()
+        got = _snapshot(sharded)
+        with torch.no_grad():
+            user, item = reference.tables.lookup_all()
+        want = {"tables.user": user, "tables.item": item,
+                **{name: p.detach() for name, p in reference.named_parameters() if name in sharded.dense_parameters}}
+        moved = _diff(got, initial)
+        assert sum(v > 1e-4 for k, v in moved.items() if not k.startswith("tables.")) >= len(moved) // 2
+        diff = _diff(got, want)
+        worst = max(diff, key=diff.get)
+        assert diff[worst] < 2e-5, f"'{worst}' differs from plain torch Adam by {diff[worst]}"
+    finally:
+        dist.destroy_process_group()
