@@ -33,12 +33,9 @@ from trainer.config import load_config  # noqa: E402
 from trainer.main import fit  # noqa: E402
 
 
-def measure(config: str | None, data: str, model: str, workers: int, epochs: int, storage: str,
-            data_override: bool = False) -> dict[str, float]:
-    # With --config its model (and its data unless overridden); otherwise the default config with --data and --model.
-    chosen = [f"--data.url={data}"] if data_override or not config else []
-    if not config:
-        chosen.append(f"--model.name={model}")
+def measure(config: str | None, data: str, model: str, workers: int, epochs: int, storage: str) -> dict[str, float]:
+    # With --config its model; otherwise the default config with --model. The data is always `data`.
+    chosen = [f"--data.url={data}"] + ([] if config else [f"--model.name={model}"])
     cfg = load_config(config, [
         *chosen, f"--scaling.num_workers={workers}", "--scaling.threads_per_worker=0",
         f"--scaling.cpus_per_worker={1.0 / workers}", f"--train.epochs={epochs}", "--train.eval_every=1",
@@ -56,12 +53,20 @@ def _worker_counts(text: str) -> str:
     return text
 
 
+def _features_spec(text: str) -> dict[str, int]:
+    """--stand-in-features: argparse shows an ArgumentTypeError's own message (a ValueError's it hides)."""
+    try:
+        return parse_spec(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="a YAML experiment file (its data and model); else the default config "
                                          "with --data and --model")
     parser.add_argument("--data", default=None, help="dataset (default data/baby; with --config: the config's)")
-    parser.add_argument("--stand-in-features", type=parse_spec, default=None, metavar="NAME:SIZE,...",
+    parser.add_argument("--stand-in-features", type=_features_spec, default=None, metavar="NAME:SIZE,...",
                         help="train on a copy of --data with random item features of these sizes (timing only)")
     parser.add_argument("--model", default="lightgcn")
     parser.add_argument("--epochs", type=int, default=4)
@@ -92,9 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as storage:
         if args.stand_in_features:
             args.data = with_stand_in_features(args.data, str(Path(storage) / "stand-in"), args.stand_in_features)
-            data_override = True
         for workers in (int(w) for w in args.workers.split(",")):  # checked by _worker_counts
-            m = measure(args.config, args.data, args.model, workers, args.epochs, storage, data_override)
+            m = measure(args.config, args.data, args.model, workers, args.epochs, storage)
             rate = train_rows / m["epoch_s"] / workers
             rows.append(f"| {args.model} | {dataset_name} | {workers} | {m['epoch_s']:.2f} | {rate:,.0f} | "
                         f"{m['eval_s']:.2f} |")
@@ -113,7 +117,7 @@ def main() -> None:
     ])
     print(table)
     name = Path(args.config).stem if args.config else f"{args.model}-{dataset_name}"
-    if args.config and (data_override or args.stand_in_features):
+    if args.config and (data_override or args.stand_in_features):  # not the config's own section
         name += f"-{dataset_name}"
     if not args.no_record:
         record_section(f"epoch_time-{name}", table)

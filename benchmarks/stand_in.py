@@ -14,6 +14,8 @@ import numpy as np
 from data_loaders.format import DatasetWriter
 from data_loaders.stream import open_dataset
 
+_CHUNK_ROWS = 65_536  # feature rows generated and written per step (memory ~ rows x size floats)
+
 
 def parse_spec(text: str) -> dict[str, int]:
     """"image:4096,text:384" -> {"image": 4096, "text": 384} (>= 1 modality, positive sizes)."""
@@ -35,8 +37,8 @@ def with_stand_in_features(src_url: str, dst_url: str, sizes: dict[str, int], se
         for batch in source.iter_interactions(columns=("user_id", "item_id", "split")):
             writer.write_interactions(batch)
         for modality, size in sizes.items():
-            for start in range(0, manifest.num_items, 65_536):
-                ids = np.arange(start, min(start + 65_536, manifest.num_items))
+            for start in range(0, manifest.num_items, _CHUNK_ROWS):
+                ids = np.arange(start, min(start + _CHUNK_ROWS, manifest.num_items))
                 writer.write_item_features(modality, ids, rng.standard_normal((len(ids), size), dtype=np.float32))
         writer.commit(name=f"{manifest.name}-stand-in-features", num_users=manifest.num_users,
                       num_items=manifest.num_items,
