@@ -158,3 +158,13 @@ def test_a_relative_data_url_is_made_absolute_for_the_trials(tmp_path: Path, mon
     assert cfg.data.url == str(tmp_path / "data/tiktok")
     s3 = absolute_data_url(load_config(str(REPO / "configs/tiktok_causal.yaml"), ["--data.url=s3://bucket/tiktok"]))
     assert s3.data.url == "s3://bucket/tiktok"
+
+
+def test_simulator_causal_space_fits_its_config_and_ranks_on_valid() -> None:
+    base = load_config(str(REPO / "configs/synthetic_causal.yaml"), ["--train.batch_size=4096"])
+    space = load_space(str(REPO / "tune/spaces/causal_simulator.yaml"), base)
+    # The causal check reads unbiased_test: the sweep must never rank by it.
+    assert space.tune.metric == "valid/recall@20"
+    assert "model.causal.frontdoor.keep_ratio" in space.params
+    assert "model.causal.exposure.gamma" not in space.params  # shared with the ablated side
+    assert "`causal_simulator.yaml`" in (REPO / "tune/spaces/README.md").read_text()
