@@ -31,7 +31,7 @@ from trainer.report import grouped_table, seed_group
 from trainer.report import main as report_main
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPTS = ["lib.sh", "tiktok_seeds.sh", "tiktok_ablation.sh", "tiktok_tables.sh"]
+SCRIPTS = sorted(p.name for p in (REPO / "experiments").glob("*.sh"))
 
 
 def _record(run_dir: str) -> None:
@@ -388,3 +388,30 @@ def test_tables_script_commands(tmp_path: Path) -> None:
     assert f"--a {runs}/tiktok_causal_s0 {runs}/tiktok_causal_s1 {runs}/tiktok_causal_s2 --b {runs}/tiktok_lightgcn_s0" in paired
     assert paired.count("--b ") == 3 and "--metric recall@20 ndcg@20" in paired
     assert "--markdown-section tiktok-paired --write" in paired
+
+
+def test_simulator_sweep_script_sweeps_then_confirms_both_sides_on_fresh_seeds(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_sweep.sh", tmp_path, DRY_RUN="1", DATA=str(data))
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert "tune/main.py --config configs/synthetic_causal.yaml --space tune/spaces/causal_simulator.yaml" in lines[0]
+    confirm = [ln for ln in lines[1:] if "trainer/main.py" in ln]
+    assert len(confirm) == 6 and all("--train.batch_size=4096" in ln for ln in confirm)
+    assert sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm) == [
+        f"sim_{side}_s{seed}" for side in ("current", "swept") for seed in (3, 4, 5)]
+    missing = _script("simulator_sweep.sh", tmp_path, DATA=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no dataset" in missing.stderr
+
+
+def test_exposure_confirm_script_trains_both_candidates_and_reuses_the_config_runs(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "tiktok_causal_b8192_s1").mkdir(parents=True)
+    (tmp_path / "runs" / "tiktok_causal_b8192_s1" / "metrics.json").write_text("{}")
+    done = _script("tiktok_exposure_confirm.sh", tmp_path, SEEDS="1")
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "runs" / "calls.txt").read_text().splitlines()
+    assert len(calls) == 2 and "skip  tiktok_causal_b8192_s1" in done.stdout
+    assert any("exposure.mode=item_bias" in c for c in calls)
+    assert any("exposure.mode=degree --model.causal.exposure.gamma=0.25" in c for c in calls)
