@@ -57,7 +57,7 @@ import torch
 from data_loaders.format import Split
 from trainer.checkpoint import STATE_FILE
 from trainer.evaluate import FAMILIES, evaluate
-from trainer.report import run_name, seed_group, write_section
+from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
 from trainer.restore import RestoreError, find_checkpoint, read_metrics, restore_run
 
 SPLITS = {"test": Split.TEST, "valid": Split.VALID}
@@ -428,11 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-mismatch", action="store_true", help="report even if the consistency check fails")
     parser.add_argument("--no-cache", action="store_true", help="recompute the per-user values (and rewrite the cache)")
     parser.add_argument("--json", metavar="OUT", help="write every number as JSON to OUT")
-    parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section")
-    parser.add_argument("--write", metavar="FILE", help="with --markdown-section: the markdown file to update")
+    add_section_args(parser)
     args = parser.parse_args(argv)
-    if (args.markdown_section is None) != (args.write is None):
-        parser.error("--markdown-section and --write go together")
+    check_section_args(parser, args)
     try:
         result = run(args.a, args.b, args.metric, args.split, mask_valid=args.mask_valid, data_url=args.data,
                      use_cache=not args.no_cache, resamples=args.resamples, seed=args.seed,

@@ -29,7 +29,7 @@ import numpy as np
 from data_loaders.format import Split
 from data_loaders.graph import CSR
 from trainer.evaluate import topk_items
-from trainer.report import run_name, seed_group, write_section
+from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
 from trainer.restore import RestoreError, restore_run
 
 SPLITS = {"valid": Split.VALID, "test": Split.TEST}
@@ -130,11 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bands", nargs="+", type=int, default=list(DEFAULT_BANDS),
                         help="band edges: hits at ranks [b_j, b_{j+1}) (default %(default)s)")
     parser.add_argument("--group-seeds", action="store_true", help="one row per seed group (mean over seeds)")
-    parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section")
-    parser.add_argument("--write", metavar="FILE", help="with --markdown-section: the markdown file to update")
+    add_section_args(parser)
     args = parser.parse_args(argv)
-    if (args.markdown_section is None) != (args.write is None):
-        parser.error("--markdown-section and --write go together")
+    check_section_args(parser, args)
     bands = tuple(args.bands)
     try:
         check_bands(bands)

@@ -183,6 +183,17 @@ def write_section(url: str, name: str, markdown: str, header: str = "", heading:
     fs.mv(tmp, path)
 
 
+def add_section_args(parser: argparse.ArgumentParser) -> None:
+    """`--markdown-section NAME --write FILE`: how every report CLI updates one section of a document."""
+    parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section to replace")
+    parser.add_argument("--write", metavar="FILE", help="with --markdown-section: the markdown file to update in place")
+
+
+def check_section_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if (args.markdown_section is None) != (args.write is None):
+        parser.error("--markdown-section and --write go together")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -190,11 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-seeds", action="store_true",
                         help="one row per group of runs named alike but for a _s<seed> suffix: mean ± std over seeds")
     parser.add_argument("--plot", metavar="OUT.png", help="write valid Recall@20 per epoch of every run to this PNG")
-    parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section to replace")
-    parser.add_argument("--write", metavar="FILE", help="with --section: the markdown file to update in place")
+    add_section_args(parser)
     args = parser.parse_args(argv)
-    if (args.markdown_section is None) != (args.write is None):
-        parser.error("--markdown-section and --write go together")
+    check_section_args(parser, args)
     table = (grouped_table if args.group_seeds else comparison_table)(
         args.runs, load_published(args.published) if args.published else None)
     print(table)

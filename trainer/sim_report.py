@@ -28,7 +28,7 @@ from typing import Any
 import fsspec
 
 from trainer.causal_checks import RESULT_FILE
-from trainer.report import load_run, run_name, seed_group, write_section
+from trainer.report import add_section_args, check_section_args, load_run, run_name, seed_group, write_section
 
 SOURCE_KEYS = ("num_users", "num_items", "num_categories", "styles_per_category", "noise_rate", "confounder_weight",
                "content_weight", "popularity_exponent", "promotion_boost", "promoted_fraction",
@@ -207,12 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-gain", type=float, default=0.10, help="(a): relative unbiased R@20 gain over --ablated")
     parser.add_argument("--min-nmi", type=float, default=0.5, help="(b): NMI of the coarse codes")
     parser.add_argument("--json", metavar="OUT", help="also write the groups' figures and the verdicts as JSON")
-    parser.add_argument("--markdown-section", metavar="NAME", help="with --write: the marker name of the section")
-    parser.add_argument("--write", metavar="FILE", help="with --markdown-section: the markdown file to update")
+    add_section_args(parser)
     parser.add_argument("--heading", help="with --write: the '## ' heading put above the section when it is new")
     args = parser.parse_args(argv)
-    if bool(args.markdown_section) != bool(args.write):
-        parser.error("--markdown-section and --write go together")
+    check_section_args(parser, args)
     groups = collect(args.runs)
     rows = verdicts(groups, args.full, args.ablated, args.baseline, args.min_gain, args.min_nmi,
                     args.also) if args.full else []
