@@ -58,7 +58,8 @@ class Split(enum.IntEnum):
     TRAIN = 0
     VALID = 1
     TEST = 2
-    UNBIASED_TEST = 3
+    UNBIASED_TEST = 3   # simulator only: drawn under uniform exposure (docs/SIMULATOR.md)
+    UNBIASED_VALID = 4  # simulator only: as UNBIASED_TEST, disjoint from it, for choosing (eval.select_split)
 
 
 class DatasetError(ValueError):

@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # A Ray Tune sweep of the causal model on the simulator's checks dataset, and its confirmation on
-# fresh seeds (docs/RESULTS.md, "Simulator sweep"). Only valid Recall@20 chooses; unbiased_test,
-# the split causal check (a) reads, is recorded by every run but never used to decide.
+# fresh seeds (docs/RESULTS.md, "Simulator sweep"). Only a validation split chooses: by default
+# unbiased_valid (SELECT), the simulator's uniform-exposure validation split; unbiased_test, the
+# split causal check (a) reads, is recorded by every run but never used to decide.
 #
-#   runs/sim_causal_sweep/                     tune/main.py over tune/spaces/causal_simulator.yaml (seed 0)
-#   runs/sim_current_s<seed>                   configs/synthetic_causal.yaml   } on SEEDS (3 4 5), with the
-#   runs/sim_swept_s<seed>                     the sweep's best_config.yaml    } checks' dataset and batch
+#   runs/$SWEEP/                     tune/main.py over $SPACE (seed 0)
+#   runs/${PREFIX}_current_s<seed>   configs/synthetic_causal.yaml   } on SEEDS (3 4 5), with the checks'
+#   runs/${PREFIX}_swept_s<seed>     the sweep's best_config.yaml    } dataset, batch and SELECT
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" bash experiments/simulator_sweep.sh
 #   STEPS=confirm ... bash experiments/simulator_sweep.sh        # only the confirmation runs
+#   SPACE=tune/spaces/causal_simulator.yaml SELECT=valid SWEEP=sim_causal_sweep PREFIX=sim ...
+#                                    # the first sweep (observational valid), as RESULTS records it
 #
 # The rule (fixed before the runs): the swept values replace configs/synthetic_causal.yaml's only if
-# their mean best valid R@20 over SEEDS is strictly higher than the current config's over the same
+# their mean best SELECT R@20 over SEEDS is strictly higher than the current config's over the same
 # seeds, both trained at the same commit with the same command. The summary printed at the end is
-# `python -m trainer.report --group-seeds` over both sides.
+# `python -m trainer.report --group-seeds` over both sides (its "selected by" column).
 #
 # Environment (and RUNS, JOBS, LOGS, EXTRA_ARGS, PY, DRY_RUN of experiments/lib.sh):
 #   STEPS  any of "sweep confirm" (default both)
 #   SEEDS  confirmation seeds (default "3 4 5": fresh, the sweep used seed 0, the checks use 0 1 2)
 #   DATA   the checks dataset (default data/synthetic-checks; made by experiments/simulator_checks.sh)
 #   BATCH  --train.batch_size, as experiments/simulator_checks.sh (default 4096)
-#   SWEEP  the sweep's run name (default sim_causal_sweep)
+#   SPACE  the search space (default tune/spaces/causal_simulator_unbiased.yaml, ranked by unbiased_valid R@20)
+#   SELECT --eval.select_split of the confirmation runs (default unbiased_valid; must match SPACE's metric)
+#   SWEEP  the sweep's run name (default sim_causal_sweep_uv)
+#   PREFIX the confirmation runs' name prefix (default sim_uv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-3 4 5}
@@ -29,7 +35,10 @@ source experiments/lib.sh
 STEPS=${STEPS:-sweep confirm}
 DATA=${DATA:-data/synthetic-checks}
 BATCH=${BATCH:-4096}
-SWEEP=${SWEEP:-sim_causal_sweep}
+SPACE=${SPACE:-tune/spaces/causal_simulator_unbiased.yaml}
+SELECT=${SELECT:-unbiased_valid}
+SWEEP=${SWEEP:-sim_causal_sweep_uv}
+PREFIX=${PREFIX:-sim_uv}
 
 if [[ ! -f $DATA/manifest.json ]]; then
   echo "error: no dataset at $DATA (STEPS=prepare bash experiments/simulator_checks.sh makes it)" >&2
@@ -37,7 +46,7 @@ if [[ ! -f $DATA/manifest.json ]]; then
 fi
 
 if [[ " $STEPS " == *" sweep "* ]]; then
-  cmd=("$PY" tune/main.py --config configs/synthetic_causal.yaml --space tune/spaces/causal_simulator.yaml
+  cmd=("$PY" tune/main.py --config configs/synthetic_causal.yaml --space "$SPACE"
        "--data.url=$DATA" "--train.batch_size=$BATCH" "--run.name=$SWEEP" "--run.storage_path=$RUNS"
        ${EXTRA[@]+"${EXTRA[@]}"})
   if [[ $DRY_RUN == 1 ]]; then echo "${cmd[*]}"; else "${cmd[@]}"; fi
@@ -50,14 +59,16 @@ if [[ " $STEPS " == *" confirm "* ]]; then
     exit 2
   fi
   for seed in $SEEDS; do
-    train "sim_current_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "--data.url=$DATA" "--train.batch_size=$BATCH"
-    train "sim_swept_s${seed}" "$best" "--run.seed=${seed}" "--data.url=$DATA" "--train.batch_size=$BATCH"
+    train "${PREFIX}_current_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "--data.url=$DATA" \
+        "--train.batch_size=$BATCH" "--eval.select_split=$SELECT"
+    train "${PREFIX}_swept_s${seed}" "$best" "--run.seed=${seed}" "--data.url=$DATA" "--train.batch_size=$BATCH" \
+        "--eval.select_split=$SELECT"
   done
   finish
   if [[ $DRY_RUN != 1 ]]; then
     dirs=()
     for side in current swept; do
-      for seed in $SEEDS; do dirs+=("$RUNS/sim_${side}_s$seed"); done
+      for seed in $SEEDS; do dirs+=("$RUNS/${PREFIX}_${side}_s$seed"); done
     done
     "$PY" -m trainer.report --group-seeds "${dirs[@]}"
   fi

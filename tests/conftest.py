@@ -13,11 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> str:
-    """A small simulator dataset (400 users, 200 items, seed 0), made once per session through the
-    public CLI. Read-only for the tests; the trainer, tune and cluster tests all share it."""
+    """A small simulator dataset (400 users, 200 items, seed 0, with an unbiased_valid split), made
+    once per session through the public CLI. Read-only for the tests; the trainer, tune and cluster tests all share it."""
     url = str(tmp_path_factory.mktemp("data") / "tiny")
     subprocess.run([sys.executable, "-m", "data_loaders.prepare", "--from", "synthetic", "--users", "400",
-                    "--items", "200", "--seed", "0", "--to", url], check=True, cwd=REPO)
+                    "--items", "200", "--seed", "0", "--unbiased-valid-per-user", "5", "--to", url], check=True, cwd=REPO)
     return url
 
 

@@ -47,13 +47,14 @@ class TrainState:
     """Everything about progress that a resumed run needs, beyond tensors."""
 
     epoch: int = 0                      # epochs completed
-    best_score: float = float("-inf")   # best valid select-metric so far
+    best_score: float = float("-inf")   # best eval.select_metric on eval.select_split so far
     best_epoch: int = -1
     bad_evals: int = 0                  # evaluations since the last improvement
     best_valid: dict = field(default_factory=dict)
     best_test: dict = field(default_factory=dict)
     best_test_valid_masked: dict = field(default_factory=dict)
-    best_unbiased_test: dict = field(default_factory=dict)  # UNBIASED_TEST at the best-valid epoch (simulator data)
+    best_unbiased_test: dict = field(default_factory=dict)  # UNBIASED_TEST at the best epoch (simulator data)
+    best_unbiased_valid: dict = field(default_factory=dict)  # UNBIASED_VALID at the best epoch (simulator data)
     world_size: int = 1
     plan: str = ""
     history: list = field(default_factory=list)  # one dict of scalar metrics per epoch

@@ -90,6 +90,7 @@ class TrainSection:
 class EvalSection:
     ks: list = doc("Cut-offs K of Recall/NDCG/Precision/HitRate@K.", [10, 20, 50])
     select_metric: str = doc("Valid metric that selects the epoch (early stopping, best checkpoint).", "recall@20")
+    select_split: Literal["valid", "unbiased_valid"] = doc("Split whose `select_metric` selects the epoch (the metrics' `valid_score`, which ranks checkpoints): `valid` (the protocol of real data), or `unbiased_valid`, the simulator's uniform-exposure validation split (data made with `--unbiased-valid-per-user N`; docs/SIMULATOR.md), which judges the model under do(uniform exposure) like `unbiased_test`. Whichever it is, every present split is evaluated and logged.", "valid")
     user_chunk: int = doc("Users scored at once in full-ranking evaluation (memory ~ user_chunk x item_chunk floats; small blocks stay in CPU cache).", 256)
     item_chunk: int = doc("Items scored at once in full-ranking evaluation (raise both on a GPU).", 65536)
     sample_users: int = doc("Quick checks at catalog scale: evaluate only this many users per split, drawn uniformly without replacement (seeded by `run.seed`, the same users at every evaluation) from the users with a held-out item; every item is still ranked. The metrics then carry `sampled_users` / `sampled_from` and results.md labels them (sampled N of M users): they estimate, with sampling error, the full-evaluation figures and are not comparable to published ones. 0 = all users (the protocol).", 0)

@@ -26,7 +26,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from data_loaders.format import Split
+from data_loaders.format import DatasetError, Manifest, Split, split_name
 from data_loaders.graph import CSR, interaction_csrs
 from data_loaders.sampler import BPRSampler
 from data_loaders.stream import open_dataset
@@ -78,6 +78,23 @@ def _mean_over_ranks(value: float, device: torch.device) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
+def present_splits(cfg: Config, manifest: Manifest) -> tuple[tuple[Split, ...], Split]:
+    """(splits to load, the split that selects the epoch) for a dataset's manifest.
+
+    The simulator's UNBIASED_TEST and UNBIASED_VALID splits (docs/SIMULATOR.md) are loaded and
+    evaluated whenever the dataset has rows in them. ``eval.select_split: unbiased_valid`` on a
+    dataset without that split is an error naming the manifest, not a silent fall-back to valid.
+    """
+    extra = tuple(s for s in (Split.UNBIASED_TEST, Split.UNBIASED_VALID) if manifest.splits.get(split_name(s), 0) > 0)
+    select = Split[cfg.eval.select_split.upper()]
+    if select not in (Split.VALID, *extra):
+        raise DatasetError(f"eval.select_split is {cfg.eval.select_split!r} but the dataset at {cfg.data.url} has no "
+                           "rows in that split (simulator data gets it with --unbiased-valid-per-user N)",
+                           file=f"{cfg.data.url.rstrip('/')}/manifest.json", column=f"splits.{cfg.eval.select_split}",
+                           value=manifest.splits.get(cfg.eval.select_split, 0))
+    return (Split.TRAIN, Split.VALID, Split.TEST, *extra), select
+
+
 class Evaluator:
     """Valid/test evaluation of the model's current final embeddings."""
 
@@ -89,8 +106,8 @@ class Evaluator:
                         if s != Split.TRAIN}
 
     def __call__(self, model: torch.nn.Module, target: Split, mask_valid: bool = False) -> dict[str, float]:
-        unbiased = target == Split.UNBIASED_TEST
-        with torch.no_grad():  # unbiased_test is drawn under uniform exposure: rank under do(uniform exposure)
+        unbiased = target in (Split.UNBIASED_TEST, Split.UNBIASED_VALID)
+        with torch.no_grad():  # unbiased splits are drawn under uniform exposure: rank under do(uniform exposure)
             user_emb, item_emb = model.final_embeddings(uniform_exposure=unbiased)
         exclude = [self.splits[Split.TRAIN]] + ([self.splits[Split.VALID]] if mask_valid else [])
         if unbiased:  # drawn apart from all of a user's observed items: mask them all
@@ -116,9 +133,9 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     # and a background prefetch, data_loaders/stream.py); the shares are merged over the group.
     dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None,
                            verify_share=(rank, world_size))
-    # The simulator's UNBIASED_TEST split (docs/SIMULATOR.md), when present, is evaluated with test.
-    unbiased = dataset.manifest.splits.get(Split.UNBIASED_TEST.name.lower(), 0) > 0
-    wanted = (Split.TRAIN, Split.VALID, Split.TEST) + ((Split.UNBIASED_TEST,) if unbiased else ())
+    # The simulator's UNBIASED_TEST (evaluated with test) and UNBIASED_VALID (evaluated with valid)
+    # splits, when present; `select` is the split whose metric chooses the epoch (eval.select_split).
+    wanted, select = present_splits(cfg, dataset.manifest)
     splits = interaction_csrs(dataset, wanted, rank=rank, world_size=world_size,
                               all_gather=_all_gather_objects)
     train = splits[Split.TRAIN]
@@ -197,9 +214,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         dmp.eval()
         started = time.perf_counter()
         valid = evaluator(inner, Split.VALID)
-        metrics["eval_seconds"] = time.perf_counter() - started
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
-        score = valid[cfg.eval.select_metric]
+        unbiased_valid = evaluator(inner, Split.UNBIASED_VALID) if Split.UNBIASED_VALID in wanted else {}
+        metrics.update({f"unbiased_valid/{k}": v for k, v in unbiased_valid.items()})
+        metrics["eval_seconds"] = time.perf_counter() - started
+        score = (unbiased_valid if select == Split.UNBIASED_VALID else valid)[cfg.eval.select_metric]
         metrics["valid_score"] = score
         # What Ray ranks checkpoints by: the valid score, ties going to the earlier epoch. Valid
         # metrics move in steps of 1/#users, so ties are common, and the loop's best epoch is the
@@ -208,10 +227,10 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         metrics["checkpoint_score"] = score - 1e-12 * (epoch + 1)
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_evals = score, epoch + 1, 0
-            state.best_valid = valid
+            state.best_valid, state.best_unbiased_valid = valid, unbiased_valid
             state.best_test = evaluator(inner, Split.TEST)
             state.best_test_valid_masked = evaluator(inner, Split.TEST, mask_valid=True)
-            if unbiased:
+            if Split.UNBIASED_TEST in wanted:
                 state.best_unbiased_test = evaluator(inner, Split.UNBIASED_TEST)
         else:
             state.bad_evals += 1
@@ -220,7 +239,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         state.history.append(metrics)
         tracker.log(metrics)
         if rank == 0:
-            print(f"[cimrec] epoch {epoch + 1}: loss {metrics['loss']:.4f}, valid {cfg.eval.select_metric} "
+            print(f"[cimrec] epoch {epoch + 1}: loss {metrics['loss']:.4f}, {select.name.lower()} {cfg.eval.select_metric} "
                   f"{score:.4f} (best {state.best_score:.4f} @ {state.best_epoch}, test there "
                   f"{state.best_test[cfg.eval.select_metric]:.4f}), "
                   f"{metrics['epoch_seconds']:.1f}s train / {metrics['eval_seconds']:.1f}s eval", flush=True)
@@ -231,7 +250,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             checkpoint.report(metrics, directory, rank=rank, epoch=epoch + 1)
         if stop_early():
             if rank == 0:
-                print(f"[cimrec] early stop: no better valid {cfg.eval.select_metric} for {cfg.train.patience} evaluations", flush=True)
+                print(f"[cimrec] early stop: no better {select.name.lower()} {cfg.eval.select_metric} for {cfg.train.patience} evaluations", flush=True)
             break
     tracker.finish(asdict(state))
     return asdict(state)

@@ -52,8 +52,11 @@ def _storage(cfg: Config) -> tuple[str, Any]:
 
 def preflight(cfg: Config) -> None:
     """Fail fast, before any Ray worker starts, when the dataset or the run storage cannot be
-    reached: a StorageError (after the retry budget) or DatasetError naming the URL."""
-    open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None, verify=False)
+    reached, or has no rows in `eval.select_split`: a StorageError (after the retry budget) or
+    DatasetError naming the URL."""
+    dataset = open_dataset(cfg.data.url, storage_options=cfg.data.storage_options or None, verify=False)
+    from trainer.loop import present_splits  # imports Ray Train: loaded when needed, as in fit()
+    present_splits(cfg, dataset.manifest)  # eval.select_split names a split the dataset has
     run_dir = f"{cfg.run.storage_path.rstrip('/')}/{cfg.run.name}"
     fs, root = url_to_fs(run_dir, cfg.data.storage_options if "://" in run_dir else None)
     retry(lambda: fs.makedirs(root, exist_ok=True), url=run_dir, what="creating the run directory")

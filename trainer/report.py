@@ -101,13 +101,14 @@ def comparison_table(run_dirs: list[str], published: list[dict[str, Any]] | None
     return "\n".join(lines + _published_lines(published, datasets))
 
 
-def _published_lines(published: list[dict[str, Any]] | None, datasets: list[str]) -> list[str]:
-    """Rows (and their footnote) of the published figures on `datasets`, in the runs' table layout."""
+def _published_lines(published: list[dict[str, Any]] | None, datasets: list[str], trailing: int = 3) -> list[str]:
+    """Rows (and their footnote) of the published figures on `datasets`, in the runs' table layout
+    (`trailing`: the table's columns after the metrics, left empty)."""
     lines = []
     shown = [row for row in published or [] if row["data"] in datasets]
     for row in shown:
         cells = ["*published*", str(row["model"]), str(row["data"]), "—", f"protocol {row['protocol']}"]
-        cells += [_number(row.get(key)) for key, _ in COLUMNS] + ["—", "—", "—"]
+        cells += [_number(row.get(key)) for key, _ in COLUMNS] + ["—"] * trailing
         lines.append("| " + " | ".join(cells) + " |")
     if shown:
         sources = sorted({str(row["source"]) for row in shown})
@@ -132,7 +133,7 @@ def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = 
     for run_dir in run_dirs:
         groups.setdefault(seed_group(run_name(run_dir)), []).append((run_dir, load_run(run_dir)))
     head = "| group | model | data | seeds | best epochs | " + " | ".join(c for _, c in COLUMNS) \
-        + " | R@20 (valid masked) | valid R@20 | test users |"
+        + " | R@20 (valid masked) | valid R@20 | test users | selected by |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     datasets = []
     for group, runs in groups.items():
@@ -153,8 +154,12 @@ def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = 
         cells += [_mean_std([m["best_test"][key] for _, m in runs]) for key, _ in COLUMNS]
         cells += [_mean_std([m["best_test_valid_masked"]["recall@20"] for _, m in runs]),
                   _mean_std([m["best_valid"]["recall@20"] for _, m in runs]), " / ".join(users)]
+        # What chose each run's epoch (eval.select_split / select_metric) and its best value there.
+        chosen = sorted({f"{m['config']['eval'].get('select_split', 'valid')} {m['config']['eval']['select_metric']}"
+                         for _, m in runs})
+        cells.append(" / ".join(chosen) + " " + _mean_std([m["best_score"] for _, m in runs]))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _published_lines(published, datasets)
+    lines += _published_lines(published, datasets, trailing=4)
     lines += ["", "Mean ± sample standard deviation (n - 1) over each group's seeds; test figures at each run's "
               "best-valid epoch."]
     return "\n".join(lines)

@@ -44,7 +44,7 @@ def render(summary: dict[str, Any], cfg: Config, plots: list[str] | tuple[str, .
     return "\n".join([
         f"# {cfg.run.name}: {cfg.model.name} on {cfg.data.url}",
         "",
-        f"Best valid {cfg.eval.select_metric} {summary['best_score']:.4f} at epoch {summary['best_epoch']} "
+        f"Best {cfg.eval.select_split} {cfg.eval.select_metric} {summary['best_score']:.4f} at epoch {summary['best_epoch']} "
         f"(of {summary['epoch']} run); test figures are that epoch's.",
         "",
         *sampled,
@@ -60,7 +60,10 @@ def render(summary: dict[str, Any], cfg: Config, plots: list[str] | tuple[str, .
         "",
         metrics_table(summary["best_valid"], ks),
         "",
-    ] + ([f"## Unbiased test ({users_label(summary['best_unbiased_test'])}; the simulator's "
+    ] + ([f"## Unbiased valid ({users_label(summary['best_unbiased_valid'])}; the simulator's "
+          "uniform-exposure validation split, train, valid and test items masked)", "",
+          metrics_table(summary["best_unbiased_valid"], ks), ""] if summary.get("best_unbiased_valid") else [])
+      + ([f"## Unbiased test ({users_label(summary['best_unbiased_test'])}; the simulator's "
           "uniform-exposure split, train, valid and test items masked)", "",
           metrics_table(summary["best_unbiased_test"], ks), ""] if summary.get("best_unbiased_test") else [])
       + (["## Plots", "", *(f"![{TITLES.get(name, name)}]({name})" for name in plots), ""] if plots else []))

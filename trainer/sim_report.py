@@ -1,8 +1,9 @@
 """The simulator checks' table (issue 3, part 4): `python -m trainer.sim_report RUN_DIR ...`.
 
 Groups the run directories by name without their `_s<seed>` suffix (sim_full_s0, sim_full_s1 ->
-sim_full) and prints, per group, Recall@20 on the simulator's `unbiased_test` split, on `valid` and on `test`
-(each run's figures at its best-valid epoch, metrics.json) as mean ± sample std over seeds, and,
+sim_full) and prints, per group, the split that selected its epochs (`eval.select_split`) and Recall@20
+on the simulator's `unbiased_test` and `unbiased_valid` splits, on `valid` and on `test` (each run's
+figures at its best epoch, metrics.json) as mean ± sample std over seeds, and,
 for runs that have a `causal_checks.json` (written by `python -m trainer.causal_checks --json`),
 the NMI of the codes with the planted confounders and the precision / recall of the pruning of
 noise edges next to chance. With `--full GROUP --ablated GROUP --baseline GROUP` it adds the
@@ -66,7 +67,7 @@ def collect(run_dirs: list[str]) -> dict[str, dict[str, Any]]:
         m = load_run(run_dir)
         name = seed_group(run_name(run_dir))
         g = groups.setdefault(name, {"runs": [], "models": set(), "data": set(), "seeds": [], "unbiased": [],
-                                     "valid": [], "test": [], "checks": []})
+                                     "valid": [], "unbiased_valid": [], "select": set(), "test": [], "checks": []})
         g["runs"].append(run_dir)
         g["models"].add(m["config"]["model"]["name"])
         g["data"].add(m["config"]["data"]["url"])
@@ -77,10 +78,16 @@ def collect(run_dirs: list[str]) -> dict[str, dict[str, Any]]:
         g["unbiased"].append(m["best_unbiased_test"]["recall@20"])
         g["test"].append(m["best_test"]["recall@20"])
         g["valid"].append(m["best_valid"]["recall@20"])
+        if m.get("best_unbiased_valid"):
+            g["unbiased_valid"].append(m["best_unbiased_valid"]["recall@20"])
+        g["select"].add(m["config"].get("eval", {}).get("select_split", "valid"))
         g["checks"].append(load_checks(run_dir))
     for name, g in groups.items():
-        if len(g["models"]) > 1 or len(g["data"]) > 1:
-            raise SystemExit(f"error: group {name} mixes models {sorted(g['models'])} / data {sorted(g['data'])}")
+        if len(g["models"]) > 1 or len(g["data"]) > 1 or len(g["select"]) > 1:
+            raise SystemExit(f"error: group {name} mixes models {sorted(g['models'])} / data {sorted(g['data'])} "
+                             f"/ eval.select_split {sorted(g['select'])}")
+        if 0 < len(g["unbiased_valid"]) < len(g["runs"]):
+            g["unbiased_valid"] = []  # not every seed has it: no mean over a subset
         if len(set(g["seeds"])) < len(g["seeds"]):
             raise SystemExit(f"error: group {name} has the same seed twice: {g['seeds']}")
     return groups
@@ -100,17 +107,18 @@ def _check_values(g: dict[str, Any], *path: str) -> list[float] | None:
 
 
 def table(groups: dict[str, dict[str, Any]]) -> str:
-    head = ("| variant | model | seeds | unbiased_test R@20 | valid R@20 | test R@20 | NMI coarse | NMI (coarse, fine) pair "
+    head = ("| variant | model | seeds | selected on | unbiased_test R@20 | unbiased_valid R@20 | valid R@20 | test R@20 | NMI coarse | NMI (coarse, fine) pair "
             "| pruned fraction | pruning precision | pruning recall | chance precision (noise fraction) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, g in groups.items():
-        cells = [name, next(iter(g["models"])), ", ".join(map(str, g["seeds"])), fmt(g["unbiased"]), fmt(g["valid"]), fmt(g["test"]),
+        cells = [name, next(iter(g["models"])), ", ".join(map(str, g["seeds"])), next(iter(g["select"])), fmt(g["unbiased"]),
+                 fmt(g["unbiased_valid"]), fmt(g["valid"]), fmt(g["test"]),
                  fmt(_check_values(g, "codes", "nmi_coarse")), fmt(_check_values(g, "codes", "nmi_pair")),
                  fmt(_check_values(g, "pruning", "pruned_fraction")), fmt(_check_values(g, "pruning", "precision")),
                  fmt(_check_values(g, "pruning", "recall")), fmt(_check_values(g, "pruning", "noise_fraction"))]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Mean ± sample standard deviation (n - 1) over seeds; R@20 at each run's best-valid epoch; "
-              "unbiased_test masks the user's train, valid and test items. Chance: pruning edges at random has "
+    lines += ["", "Mean ± sample standard deviation (n - 1) over seeds; R@20 at each run's best epoch on the split "
+              "it was selected on (`eval.select_split`); unbiased_valid and unbiased_test mask the user's train, valid and test items. Chance: pruning edges at random has "
               "precision = the noise fraction and recall = the pruned fraction."]
     return "\n".join(lines)
 

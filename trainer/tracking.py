@@ -35,7 +35,8 @@ class Tracker:
 
     def finish(self, summary: dict[str, Any]) -> None:
         if self._run is not None:
-            for section in ("best_valid", "best_test", "best_test_valid_masked", "best_unbiased_test"):
+            for section in ("best_valid", "best_test", "best_test_valid_masked", "best_unbiased_test",
+                            "best_unbiased_valid"):
                 for key, value in summary.get(section, {}).items():
                     self._run.summary[f"{section}/{key}"] = value
             self._log_plots(summary)

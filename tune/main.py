@@ -157,8 +157,10 @@ def summarize(grid: Any, base: Config, space: Space) -> dict[str, Any]:
 
     best_cfg = trial_config(base, sampled, "best trial")
     best_cfg.run.name = f"{base.run.name}-best"
+    # The sweep chose by its metric: the best config selects epochs by it too.
+    best_cfg.eval.select_metric, best_cfg.eval.select_split = space.tune.select_metric, space.tune.select_split
     best_cfg.scaling.address = ""  # where to run is the caller's choice (--scaling.address=auto in a job)
-    header = (f"# The best trial ({trial_id}) of the sweep in {url}: valid {space.tune.select_metric} "
+    header = (f"# The best trial ({trial_id}) of the sweep in {url}: {space.tune.select_split} {space.tune.select_metric} "
               f"{state['best_score']:.4f} at epoch {state['best_epoch']}.\n"
               f"# Sampled: {json.dumps(sampled)}\n# Train it: python trainer/main.py --config <this file>\n")
     _write(f"{url}/best_config.yaml", header + yaml.safe_dump(best_cfg.to_dict(), sort_keys=False), base)
@@ -167,6 +169,7 @@ def summarize(grid: Any, base: Config, space: Space) -> dict[str, Any]:
               "best_config": f"{url}/best_config.yaml",
               **{k: state[k] for k in ("best_score", "best_epoch", "epoch", "best_valid", "best_test",
                                        "best_test_valid_masked")},
+              **{k: state[k] for k in ("best_unbiased_valid", "best_unbiased_test") if state.get(k)},
               "trials": trials}
     _write(f"{url}/best.json", json.dumps(report, indent=1), base)
     trial_cfg = trial_run_config(base.to_dict(), sampled, trial_id, f"{url}/trials", space.tune)

@@ -22,7 +22,8 @@ from trainer.config import Config, ConfigError, apply_mapping, validate
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
 # Set per trial by the sweep itself (tune/main.py), so sampling them would be overwritten or
 # would break the sweep's layout.
-RESERVED_KEYS = {"run.name", "run.storage_path", "scaling.address", "scaling.cpus_per_worker", "eval.select_metric"}
+RESERVED_KEYS = {"run.name", "run.storage_path", "scaling.address", "scaling.cpus_per_worker", "eval.select_metric",
+                 "eval.select_split"}
 
 
 @dataclass
@@ -43,7 +44,12 @@ class TuneSettings:
     @property
     def select_metric(self) -> str:
         """The trainer's `eval.select_metric` that matches `metric` (`valid/recall@20` -> `recall@20`)."""
-        return self.metric.removeprefix("valid/")
+        return self.metric.partition("/")[2]
+
+    @property
+    def select_split(self) -> str:
+        """The trainer's `eval.select_split` that matches `metric` (`unbiased_valid/recall@20` -> `unbiased_valid`)."""
+        return self.metric.partition("/")[0]
 
 
 @dataclass
@@ -162,7 +168,8 @@ def _parse_settings(raw: Any, base: Config, source: str) -> TuneSettings:
         (settings.reduction_factor >= 2, "reduction_factor", "must be >= 2"),
         (settings.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1"),
         (settings.cpus_per_worker > 0, "cpus_per_worker", "must be positive"),
-        (settings.metric.startswith("valid/"), "metric", "must be a valid metric, valid/<recall|ndcg|precision|hit>@K"),
+        (settings.select_split in ("valid", "unbiased_valid"), "metric",
+         "must be a validation metric, valid/<recall|ndcg|precision|hit>@K or (simulator data) unbiased_valid/<...>@K"),
     ]
     for ok, key, why in checks:
         if not ok:
@@ -171,6 +178,7 @@ def _parse_settings(raw: Any, base: Config, source: str) -> TuneSettings:
     # same metric the sweep ranks trials by; check it names a metric the trainer computes.
     probe = Config.from_dict(base.to_dict())
     probe.eval.select_metric = settings.select_metric
+    probe.eval.select_split = settings.select_split
     try:
         validate(probe)
     except ConfigError as err:

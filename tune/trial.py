@@ -47,6 +47,7 @@ def trial_run_config(base: dict[str, Any], sampled: dict[str, Any], trial_id: st
     cfg.run.storage_path = trials_url
     cfg.scaling.cpus_per_worker = settings.cpus_per_worker
     cfg.eval.select_metric = settings.select_metric  # best epoch, kept checkpoint, test figures: by the sweep's metric
+    cfg.eval.select_split = settings.select_split
     cfg.logging.progress = False  # concurrent trials' progress bars would interleave on the console
     return cfg
 

@@ -93,6 +93,9 @@ class SimulatorParams:
         3, "Users with fewer genuine interactions keep them all in train.")
     unbiased_per_user: int = _param(
         5, "Items per user drawn from the true preference under uniform exposure (UNBIASED_TEST).")
+    unbiased_valid_per_user: int = _param(
+        0, "Items per user drawn like UNBIASED_TEST but apart from it (UNBIASED_VALID): a split to choose "
+           "epochs and settings under uniform exposure (eval.select_split) without touching UNBIASED_TEST.")
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -119,6 +122,7 @@ class SimulatorParams:
              and self.valid_fraction + self.test_fraction < 1, "held-out fractions must sum below 1")
         need(self.min_interactions_to_split >= 1, "min_interactions_to_split must be >= 1")
         need(self.unbiased_per_user >= 0, "unbiased_per_user must be >= 0")
+        need(self.unbiased_valid_per_user >= 0, "unbiased_valid_per_user must be >= 0")
 
     @property
     def num_styles(self) -> int:
@@ -344,12 +348,26 @@ def simulate_block(p: SimulatorParams, world: World, block: int) -> dict[str, np
     keep = _keep_first(items + (u0 + rows) * I, rows, want, seen)
     b_rows, b_items = rows[keep], items[keep]
 
-    user = np.concatenate([g_rows, n_rows, b_rows]) + u0
+    # Unbiased valid: drawn the same way, apart from everything above. It is drawn last (and only
+    # when asked for) so that every other split stays identical to a dataset without it.
+    v_rows = v_items = np.empty(0, np.int64)
+    if p.unbiased_valid_per_user > 0:
+        seen = np.concatenate([seen, b_items + (u0 + b_rows) * I])
+        want = np.full(n, p.unbiased_valid_per_user, dtype=np.int64)
+        # 4x the usual candidates: the same preference already supplied unbiased_test's items,
+        # so many more draws collide with something the user has.
+        rows = candidates(4 * want)
+        items = _choose(rng, p, world, taste, content_taste, rows, biased=False)
+        keep = _keep_first(items + (u0 + rows) * I, rows, want, seen)
+        v_rows, v_items = rows[keep], items[keep]
+
+    user = np.concatenate([g_rows, n_rows, b_rows, v_rows]) + u0
     split = np.concatenate([g_split, np.full(n_rows.size, Split.TRAIN, np.int8),
-                            np.full(b_rows.size, Split.UNBIASED_TEST, np.int8)])
+                            np.full(b_rows.size, Split.UNBIASED_TEST, np.int8),
+                            np.full(v_rows.size, Split.UNBIASED_VALID, np.int8)])
     noise = np.concatenate([np.zeros(g_rows.size, bool), np.ones(n_rows.size, bool),
-                            np.zeros(b_rows.size, bool)])
-    item = np.concatenate([g_items, n_items, b_items]).astype(np.int64)
+                            np.zeros(b_rows.size + v_rows.size, bool)])
+    item = np.concatenate([g_items, n_items, b_items, v_items]).astype(np.int64)
     order = np.lexsort((item, split, user))
     return {"user_id": user[order].astype(np.int64), "item_id": item[order],
             "split": split[order], "is_noise": noise[order]}

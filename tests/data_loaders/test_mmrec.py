@@ -26,7 +26,7 @@ def test_round_trip(mmrec_tiny: dict, tmp_path: Path) -> None:
     np.testing.assert_array_equal(got["split"], mmrec_tiny["labels"])
     counts = np.bincount(mmrec_tiny["labels"], minlength=4)
     assert manifest.splits == {"train": counts[0], "valid": counts[1], "test": counts[2],
-                               "unbiased_test": 0}
+                               "unbiased_test": 0, "unbiased_valid": 0}
     for modality, matrix in mmrec_tiny["features"].items():
         np.testing.assert_array_equal(ds.load_item_features(modality), matrix)
     valid = ds.load_interactions(splits=[Split.VALID], columns=("user_id",))
@@ -142,7 +142,7 @@ def test_bad_features(mmrec_tiny: dict, tmp_path: Path) -> None:
 def test_real_tiktok(tmp_path: Path) -> None:
     manifest = import_mmrec(str(SHARED_DATA / "tiktok"), str(tmp_path / "tiktok"))
     assert (manifest.num_users, manifest.num_items, manifest.num_interactions) == (9308, 6710, 68722)
-    assert manifest.splits == {"train": 59541, "valid": 3051, "test": 6130, "unbiased_test": 0}
+    assert manifest.splits == {"train": 59541, "valid": 3051, "test": 6130, "unbiased_test": 0, "unbiased_valid": 0}
     assert manifest.modalities == {"audio": 128, "image": 128}
     ds = open_dataset(str(tmp_path / "tiktok"))
     np.testing.assert_array_equal(ds.load_item_features("image"),

@@ -171,6 +171,29 @@ def test_exposure_bias_is_visible_and_tunable(demo: synthetic.SimulatedData) -> 
     assert 0.8 < ratio < 1.25 and abs(promoted_gap) < 0.03
 
 
+def test_unbiased_valid_is_drawn_apart_and_leaves_the_other_splits_alone() -> None:
+    base = simulate(SMALL)
+    with_valid = simulate(dataclasses.replace(SMALL, unbiased_valid_per_user=4))
+    assert not (base.split == Split.UNBIASED_VALID).any()
+    # Drawn last: every other row is the dataset without it, row for row.
+    rest = with_valid.split != Split.UNBIASED_VALID
+    for name, col in _columns(base).items():
+        np.testing.assert_array_equal(_columns(with_valid)[name][rest], col, err_msg=name)
+    v = with_valid.split == Split.UNBIASED_VALID
+    per_user = np.bincount(with_valid.user_id[v], minlength=SMALL.num_users)
+    assert per_user.max() == 4 and per_user.mean() > 0.95 * 4
+    assert not with_valid.is_noise[v].any()
+    # Disjoint from every (user, item) pair the user already has, unbiased_test included.
+    keys = with_valid.user_id * SMALL.num_items + with_valid.item_id
+    assert np.unique(keys).size == keys.size
+    # Drawn like unbiased_test (uniform exposure): far less popularity-skewed than observed edges.
+    pop = with_valid.truth["popularity"].to_numpy()
+    observed = with_valid.item_id[~with_valid.is_noise & (with_valid.split <= Split.TEST)]
+    test = with_valid.item_id[with_valid.split == Split.UNBIASED_TEST]
+    assert pop[with_valid.item_id[v]].mean() < 0.5 * pop[observed].mean()
+    assert 0.8 < pop[with_valid.item_id[v]].mean() / pop[test].mean() < 1.25
+
+
 @pytest.mark.parametrize("bad", [
     {"num_items": 10},                      # fewer items than styles
     {"noise_rate": 1.0},
@@ -179,6 +202,7 @@ def test_exposure_bias_is_visible_and_tunable(demo: synthetic.SimulatedData) -> 
     {"modalities": "image"},
     {"min_interactions": 0},
     {"coarse_concentration": 0.0},
+    {"unbiased_valid_per_user": -1},
 ])
 def test_bad_params_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError, match="SimulatorParams"):

@@ -155,13 +155,16 @@ def test_checks_refuse_a_model_that_is_not_causal() -> None:
 # ---- sim_report --------------------------------------------------------------------------------
 
 def _fake_run(root: Path, name: str, model: str, seed: int, unbiased: float, test: float,
-              checks: dict | None = None) -> str:
+              checks: dict | None = None, unbiased_valid: float | None = None) -> str:
     run = root / name
     run.mkdir()
-    (run / "metrics.json").write_text(json.dumps({
-        "config": {"model": {"name": model}, "data": {"url": str(root / "no-such-data")}, "run": {"seed": seed}},
-        "best_unbiased_test": {"recall@20": unbiased}, "best_test": {"recall@20": test},
-        "best_valid": {"recall@20": test + 0.05 * seed}}))
+    config = {"model": {"name": model}, "data": {"url": str(root / "no-such-data")}, "run": {"seed": seed}}
+    metrics = {"best_unbiased_test": {"recall@20": unbiased}, "best_test": {"recall@20": test},
+               "best_valid": {"recall@20": test + 0.05 * seed}}
+    if unbiased_valid is not None:  # selected on the simulator's unbiased_valid split
+        config["eval"] = {"select_split": "unbiased_valid"}
+        metrics["best_unbiased_valid"] = {"recall@20": unbiased_valid}
+    (run / "metrics.json").write_text(json.dumps({"config": config, **metrics}))
     if checks is not None:
         (run / RESULT_FILE).write_text(json.dumps(checks))
     return str(run)
@@ -172,7 +175,7 @@ def test_sim_report_table_and_verdicts(tmp_path: Path, capsys) -> None:
     for seed, (u, nmi, prec) in enumerate([(0.30, 0.7, 0.3), (0.32, 0.6, 0.4), (0.34, 0.5, 0.2)]):
         checks = {"codes": {"nmi_coarse": nmi, "nmi_pair": 0.4},
                   "pruning": {"pruned_fraction": 0.2, "precision": prec, "recall": 0.6, "noise_fraction": 0.1}}
-        runs.append(_fake_run(tmp_path, f"sim_full_s{seed}", "causal", seed, u, 0.4, checks))
+        runs.append(_fake_run(tmp_path, f"sim_full_s{seed}", "causal", seed, u, 0.4, checks, unbiased_valid=u - 0.01))
     for seed, u in enumerate([0.28, 0.29, 0.30]):
         runs.append(_fake_run(tmp_path, f"sim_noadjust_s{seed}", "causal", seed, u, 0.41))
         runs.append(_fake_run(tmp_path, f"sim_lightgcn_s{seed}", "lightgcn", seed, u + 0.02, 0.42))
@@ -183,8 +186,9 @@ def test_sim_report_table_and_verdicts(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
     assert "0.3200 ± 0.0200" in lines["sim_full"] and "0.6000 ± 0.1000" in lines["sim_full"]  # unbiased, NMI
-    assert "| 0.4500 ± 0.0500 | 0.4000 ± 0.0000 |" in lines["sim_full"]  # valid, test
-    assert lines["sim_noadjust"].count("—") == 6  # no causal_checks.json: check columns empty
+    assert "| unbiased_valid | 0.3200 ± 0.0200 | 0.3100 ± 0.0200 | 0.4500 ± 0.0500 | 0.4000 ± 0.0000 |" in lines["sim_full"]
+    # Selected on valid, no unbiased_valid figures, no causal_checks.json: those columns empty.
+    assert "| valid |" in lines["sim_noadjust"] and lines["sim_noadjust"].count("—") == 7
     verdict = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| (")}
     gain = 0.32 / 0.29 - 1  # +10.3%
     assert f"{gain:+.1%}" in verdict["(a) unbiased_test R@20 gain of sim_full over sim_noadjust"]
@@ -206,3 +210,10 @@ def test_sim_report_table_and_verdicts(tmp_path: Path, capsys) -> None:
     assert not rows[0]["passed"]
     with pytest.raises(SystemExit, match="no runs of group"):
         sim_report.verdicts(sim_report.collect(runs), "sim_typo", None, None)
+
+
+def test_sim_report_refuses_a_group_selected_two_ways(tmp_path: Path) -> None:
+    runs = [_fake_run(tmp_path, "sim_full_s0", "causal", 0, 0.3, 0.4, unbiased_valid=0.3),
+            _fake_run(tmp_path, "sim_full_s1", "causal", 1, 0.3, 0.4)]
+    with pytest.raises(SystemExit, match="eval.select_split"):
+        sim_report.collect(runs)

@@ -397,11 +397,18 @@ def test_simulator_sweep_script_sweeps_then_confirms_both_sides_on_fresh_seeds(t
     dry = _script("simulator_sweep.sh", tmp_path, DRY_RUN="1", DATA=str(data))
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
-    assert "tune/main.py --config configs/synthetic_causal.yaml --space tune/spaces/causal_simulator.yaml" in lines[0]
+    # Default: ranked and selected on the simulator's uniform-exposure validation split.
+    assert ("tune/main.py --config configs/synthetic_causal.yaml --space tune/spaces/causal_simulator_unbiased.yaml"
+            in lines[0]) and "--run.name=sim_causal_sweep_uv" in lines[0]
     confirm = [ln for ln in lines[1:] if "trainer/main.py" in ln]
-    assert len(confirm) == 6 and all("--train.batch_size=4096" in ln for ln in confirm)
+    assert len(confirm) == 6 and all("--train.batch_size=4096 --eval.select_split=unbiased_valid" in ln for ln in confirm)
     assert sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm) == [
-        f"sim_{side}_s{seed}" for side in ("current", "swept") for seed in (3, 4, 5)]
+        f"sim_uv_{side}_s{seed}" for side in ("current", "swept") for seed in (3, 4, 5)]
+    # The first sweep's protocol (observational valid), as docs/RESULTS.md records it.
+    first = _script("simulator_sweep.sh", tmp_path, DRY_RUN="1", DATA=str(data), SPACE="tune/spaces/causal_simulator.yaml",
+                    SELECT="valid", SWEEP="sim_causal_sweep", PREFIX="sim").stdout.splitlines()
+    assert "--space tune/spaces/causal_simulator.yaml" in first[0] and "--run.name=sim_causal_sweep" in first[0]
+    assert sum("--run.name=sim_swept_s3" in ln and "--eval.select_split=valid" in ln for ln in first) == 1
     missing = _script("simulator_sweep.sh", tmp_path, DATA=str(tmp_path / "none"))
     assert missing.returncode == 2 and "no dataset" in missing.stderr
 
@@ -415,3 +422,24 @@ def test_exposure_confirm_script_trains_both_candidates_and_reuses_the_config_ru
     assert len(calls) == 2 and "skip  tiktok_causal_b8192_s1" in done.stdout
     assert any("exposure.mode=item_bias" in c for c in calls)
     assert any("exposure.mode=degree --model.causal.exposure.gamma=0.25" in c for c in calls)
+
+
+def test_simulator_checks_script_selects_every_variant_on_unbiased_valid(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    dry = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert "data_loaders.prepare --from synthetic" in lines[0] and "--unbiased-valid-per-user 10" in lines[0]
+    runs = [ln for ln in lines if "trainer/main.py" in ln]
+    assert len(runs) == 6 and all("--eval.select_split=unbiased_valid" in ln for ln in runs)  # LightGCN too
+    assert any("--run.name=sim_lightgcn_s0" in ln for ln in runs)
+    old = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", SELECT="valid")
+    assert all("--eval.select_split=valid" in ln for ln in old.stdout.splitlines() if "trainer/main.py" in ln)
+    # A dataset made before the split existed is refused, not silently reused.
+    data.mkdir()
+    (data / "manifest.json").write_text('{"splits": {"train": 5, "unbiased_valid": 0}}')
+    stale = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", STEPS="prepare")
+    assert stale.returncode == 2 and "has no unbiased_valid split" in stale.stderr
+    (data / "manifest.json").write_text('{"splits": {"train": 5, "unbiased_valid": 30}}')
+    ok = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", STEPS="prepare")
+    assert ok.returncode == 0 and "skip  dataset" in ok.stdout

@@ -1,6 +1,6 @@
 """End to end through Ray Train: 1 and 2 workers, results written, resume from a checkpoint.
 
-Kept to four fits (each ~10-20 s on 2 cores). Tolerance of the 1- vs 2-worker comparison:
+Kept to five fits (each ~10-20 s on 2 cores). Tolerance of the 1- vs 2-worker comparison:
 both runs see the same global batches in the same order (data_loaders/sampler.py), start from
 the same seeded tables, and the 2-worker gradient of each table row is scaled to equal the
 1-worker one; what differs is the order of floating-point sums (all-to-all, all-reduce), which
@@ -53,6 +53,29 @@ def test_one_and_two_workers_agree_and_write_results(ray_session, tiny_synthetic
     assert unbiased["recall@20"] == one["best_unbiased_test"]["recall@20"] > 0 and unbiased["num_users"] == users > 350
     assert abs(unbiased["recall@20"] - two["best_unbiased_test"]["recall@20"]) <= 0.02
     assert f"## Unbiased test ({users} users" in table
+    # unbiased_valid is evaluated and logged at every evaluation, but the default selects on valid.
+    assert all("unbiased_valid/recall@20" in h for h in one["history"])
+    assert one["best_score"] == one["best_valid"]["recall@20"]
+    assert one["best_unbiased_valid"] == next(
+        {k.split("/", 1)[1]: v for k, v in h.items() if k.startswith("unbiased_valid/")}
+        for h in one["history"] if h["epoch"] == one["best_epoch"])
+    assert "## Unbiased valid (" in table
+
+
+def test_selection_on_unbiased_valid(ray_session, tiny_synthetic, tmp_path: Path) -> None:
+    """eval.select_split: unbiased_valid picks the epoch by the uniform-exposure validation split."""
+    cfg = _cfg(tiny_synthetic, tmp_path, "uv", **{"eval.select_split": "unbiased_valid", "train.epochs": 5})
+    out = fit(cfg)
+    table = write_results(out, cfg)
+    assert "Best unbiased_valid recall@20" in table
+    scores = [h["unbiased_valid/recall@20"] for h in out["history"]]
+    assert [h["valid_score"] for h in out["history"]] == scores
+    assert out["best_epoch"] == 1 + scores.index(max(scores))  # the first epoch of a tie
+    assert out["best_score"] == max(scores) == out["best_unbiased_valid"]["recall@20"] > 0
+    best = out["history"][out["best_epoch"] - 1]
+    assert out["best_valid"]["recall@20"] == best["valid/recall@20"]  # the other splits at that epoch
+    metrics = json.loads((tmp_path / "uv" / "metrics.json").read_text())
+    assert metrics["best_unbiased_valid"]["recall@20"] == out["best_score"]
 
 
 def test_restart_continues_from_checkpoint(ray_session, tiny_synthetic, tmp_path: Path) -> None:

@@ -104,7 +104,8 @@ def test_sampled_values_become_a_valid_trial_config(tmp_path: Path) -> None:
     ("model.num_layers: {choice: []}", "choice needs a non-empty list"),
     ("model.num_layers: {choice: [1]}\ntune: {num_sample: 2}", "unknown key 'tune.num_sample'"),
     ("model.num_layers: {choice: [1]}\ntune: {searcher: grid}", "'tune.searcher' must be one of"),
-    ("model.num_layers: {choice: [1]}\ntune: {metric: test/recall@20}", "'tune.metric' must be a valid metric"),
+    ("model.num_layers: {choice: [1]}\ntune: {metric: test/recall@20}", "'tune.metric' must be a validation metric"),
+    ("model.num_layers: {choice: [1]}\ntune: {metric: unbiased_test/recall@20}", "'tune.metric' must be a validation metric"),
     ("model.num_layers: {choice: [1]}\ntune: {metric: valid/recall@7}", "'tune.metric' 'valid/recall@7' is not a metric"),
     ("model.num_layers: {choice: [1]}\ntune: {grace_period: 5, max_t: 2}", "'tune.max_t' must be >= grace_period"),
     ("tune: {num_samples: 2}", "no keys to search"),
@@ -168,3 +169,19 @@ def test_simulator_causal_space_fits_its_config_and_ranks_on_valid() -> None:
     assert "model.causal.frontdoor.keep_ratio" in space.params
     assert "model.causal.exposure.gamma" not in space.params  # shared with the ablated side
     assert "`causal_simulator.yaml`" in (REPO / "tune/spaces/README.md").read_text()
+
+
+def test_simulator_unbiased_space_ranks_and_selects_on_unbiased_valid() -> None:
+    from tune.trial import trial_run_config
+
+    base = load_config(str(REPO / "configs/synthetic_causal.yaml"), ["--train.batch_size=4096"])
+    space = load_space(str(REPO / "tune/spaces/causal_simulator_unbiased.yaml"), base)
+    assert space.tune.metric == "unbiased_valid/recall@20"
+    assert (space.tune.select_split, space.tune.select_metric) == ("unbiased_valid", "recall@20")
+    # The same keys and ranges as the valid-ranked space: only what ranks them differs.
+    same = load_space(str(REPO / "tune/spaces/causal_simulator.yaml"), base)
+    assert space.params == same.params
+    # Each trial selects its best epoch (and so its kept checkpoint and test figures) on it too.
+    cfg = trial_run_config(base.to_dict(), {}, "t0", "/tmp/trials", space.tune)
+    assert (cfg.eval.select_split, cfg.eval.select_metric) == ("unbiased_valid", "recall@20")
+    assert (same.tune.select_split, same.tune.select_metric) == ("valid", "recall@20")
