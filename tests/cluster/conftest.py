@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from ray_env import QUICK_RAY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,8 +33,7 @@ def local_cluster():
     port instead of 8265, so that it cannot collide with another Ray on the machine.
     """
     root = tempfile.mkdtemp(prefix="cimrec-c-", dir="/tmp")
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", WANDB_MODE="offline",
-               RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2", RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S="0.5")
+    env = dict(os.environ, **QUICK_RAY_ENV)
     start = [sys.executable, "cluster/local.py", "start", "--temp-dir", root, "--dashboard-port", str(_free_port())]
     state_file = Path(root) / "cimrec-cluster.json"
     pids: list[int] = []

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 
 import pytest
+from ray_env import QUICK_RAY_ENV
 
 
 @pytest.fixture
@@ -16,8 +17,6 @@ def ray_env():
     # A short path (Ray's socket paths must stay under 107 bytes) of this test's own, so that
     # no other Ray on the machine is found through /tmp/ray/ray_current_cluster.
     tmp = tempfile.mkdtemp(prefix="cimrec-t-", dir="/tmp")
-    env = dict(os.environ, RAY_TMPDIR=tmp, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_USAGE_STATS_ENABLED="0",
-               WANDB_MODE="offline", RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2",
-               RAY_TRAIN_PREEMPTION_POLL_INTERVAL_S="0.5", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, **QUICK_RAY_ENV, RAY_TMPDIR=tmp, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONUNBUFFERED="1")
     yield env
     shutil.rmtree(tmp, ignore_errors=True)
