@@ -161,7 +161,7 @@ def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = 
         lines.append("| " + " | ".join(cells) + " |")
     lines += _published_lines(published, datasets, trailing=4)
     lines += ["", "Mean ± sample standard deviation (n - 1) over each group's seeds; test figures at each run's "
-              "best-valid epoch."]
+              "best epoch by the metric in its `selected by` column."]
     return "\n".join(lines)
 
 
