@@ -41,18 +41,20 @@ def triple_rows(user_all: torch.Tensor, item_all: torch.Tensor, users: torch.Ten
 
 def bpr_loss_terms(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, ego: tuple[torch.Tensor, ...],
                    reg_weight: float, reg_type: RegType | str = RegType.MMREC,
-                   margin: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   margin: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """{"loss", "bpr", "reg"} for scoring rows `user`, `pos`, `neg` ([B, d] each).
 
     `ego` holds the layer-0 rows of the same triples that the regulariser sees; "reg" is
     reported unweighted and "loss" = bpr + reg_weight * reg. `margin` [B], if given, is added to
-    each positive-minus-negative score difference (an extra training-only score term).
+    each positive-minus-negative score difference (an extra training-only score term). `weight`
+    [B], if given, makes "bpr" the weighted mean over the triples (the regulariser is unchanged).
     """
     batch = user.shape[0]
     diff = (user * pos).sum(-1) - (user * neg).sum(-1)
     if margin is not None:
         diff = diff + margin
-    bpr = -torch.log(_BPR_GAMMA + torch.sigmoid(diff)).mean()
+    terms = -torch.log(_BPR_GAMMA + torch.sigmoid(diff))
+    bpr = terms.mean() if weight is None else (weight * terms).sum() / weight.sum().clamp_min(1e-12)
     if RegType(reg_type) is RegType.MMREC:
         reg = sum(torch.linalg.norm(e) for e in ego) / batch
     else:

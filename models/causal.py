@@ -228,7 +228,8 @@ class CausalRec(nn.Module):
             loo = self._leave_one_out(r, users, pos, rows[1])
             margin = loo if margin is None else margin + loo
         out = bpr_loss_terms(*rows, triple_rows(r.ego_user, r.ego_item, users, pos, neg),
-                             self.backbone.reg_weight, self.backbone.reg_type, margin=margin)
+                             self.backbone.reg_weight, self.backbone.reg_type, margin=margin,
+                             weight=self.frontdoor.bpr_pair_weight(users, pos))
         content = r.content_item
         user_content = self.frontdoor.user_content(content)
         topo = self.frontdoor.topology_loss(users, pos, neg, user_content, content, r.id_user, r.id_item)

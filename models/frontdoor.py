@@ -73,6 +73,11 @@ class FrontdoorConfig:
     detach_scorer_inputs: bool = _doc("L_topo trains the scorer only (representations detached); false: it "
                                       "also shapes the representations it scores.", False)
     loss_weight: float = _doc("lambda_topo: weight of L_topo in the total loss.", 0.1)
+    pruned_bpr_weight: float = _doc(
+        "Weight, in the BPR loss, of a training pair whose edge the causal subgraph pruned (kept pairs weigh 1; "
+        "the loss is the weighted mean). 1 = every observed pair trains the ranking (the design); below 1 the "
+        "pruned edges, which the scorer judges accidental, also stop pulling the ID rows. From the first "
+        "refresh on; L_topo still reads every pair (docs/MODEL.md §5).", 1.0)
     score_chunk: int = _doc("Edges scored at once in a refresh.", 262144)
 
 
@@ -160,8 +165,9 @@ class FrontDoor(nn.Module):
                  dim: int, cfg: FrontdoorConfig | None = None, chunk_edges: int | None = None) -> None:
         super().__init__()
         cfg = cfg or FrontdoorConfig()
-        if not 0 < cfg.keep_ratio <= 1 or cfg.refresh_every < 1:
-            raise ValueError(f"FrontDoor: need 0 < keep_ratio <= 1 and refresh_every >= 1, got {cfg}")
+        if not 0 < cfg.keep_ratio <= 1 or cfg.refresh_every < 1 or not 0 <= cfg.pruned_bpr_weight <= 1:
+            raise ValueError(f"FrontDoor: need 0 < keep_ratio <= 1, refresh_every >= 1 and "
+                             f"0 <= pruned_bpr_weight <= 1, got {cfg}")
         self.cfg, self.dim, self.num_users, self.num_items = cfg, dim, num_users, num_items
         # The graph comes from the dataset: not checkpointed. The kept mask and weights are.
         self.register_buffer("edge_user", edge_user.long(), persistent=False)
@@ -175,6 +181,7 @@ class FrontDoor(nn.Module):
         self._user_mean: SparseOperator | None = None  # D^-1 R of user_content, built on first use
         self._kept_graph: NeighborGraph | None = None  # kept subgraph for chunked evaluation, built on first use
         self.version = 0  # bumped whenever the kept edges or weights may have changed (caches key on it)
+        self._edge_keys: tuple[torch.Tensor, torch.Tensor] | None = None  # sorted (user, item) keys, their edge ids
         self.chunk_edges = chunk_edges
         self.register_load_state_dict_post_hook(lambda module, keys: module._invalidate())
         if not cfg.enabled:
@@ -216,6 +223,23 @@ class FrontDoor(nn.Module):
         else:  # -log sigmoid(lp) - log(1 - sigmoid(ln)), in the numerically stable softplus form
             loss = (F.softplus(-lp) + F.softplus(ln)).mean()
         return self.cfg.loss_weight * loss
+
+    def bpr_pair_weight(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor | None:
+        """Per-pair BPR weight [B] (`pruned_bpr_weight` for pruned edges, 1 otherwise), or None when it
+        changes nothing: the option at 1, the module off, or no refresh yet (every edge kept).
+
+        A pair that is not a training edge (none should be) counts as kept."""
+        w = self.cfg.pruned_bpr_weight
+        if not self.cfg.enabled or w == 1.0 or int(self.last_refresh) < 0:
+            return None
+        if self._edge_keys is None or self._edge_keys[0].device != self.edge_user.device:
+            # The training edges never change (only which are kept), so this is built once.
+            self._edge_keys = (self.edge_user * self.num_items + self.edge_item).sort()
+        keys, edge = self._edge_keys
+        query = users.to(keys.device) * self.num_items + items.to(keys.device)
+        at = torch.searchsorted(keys, query).clamp_max(keys.numel() - 1)
+        kept = torch.where(keys[at] == query, self.kept[edge[at]], torch.ones_like(query, dtype=torch.bool))
+        return torch.where(kept, 1.0, w).to(users.device)
 
     def user_degree(self) -> torch.Tensor:
         """Training edges per user [U] (int64)."""

@@ -56,3 +56,18 @@ def test_bpr_loss_matches_mmrec_formula():
     assert out["bpr"].item() == pytest.approx(bpr, rel=1e-6)
     assert out["reg"].item() == pytest.approx(1.0 + 2.0 + 1.0)  # Frobenius norms / batch of 1
     assert out["loss"].item() == pytest.approx(bpr + 0.4, rel=1e-6)
+
+
+def test_weighted_bpr_is_the_weighted_mean_and_zero_weight_stops_the_gradient():
+    g = torch.Generator().manual_seed(3)
+    u, p, n = (torch.randn(5, 4, generator=g, requires_grad=True) for _ in range(3))
+    plain = bpr_loss_terms(u, p, n, (u, p, n), reg_weight=0.1)
+    ones = bpr_loss_terms(u, p, n, (u, p, n), reg_weight=0.1, weight=torch.ones(5))
+    torch.testing.assert_close(ones["loss"], plain["loss"])
+    w = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0])
+    out = bpr_loss_terms(u, p, n, (u, p, n), reg_weight=0.0, weight=w)
+    terms = -torch.log(1e-10 + torch.sigmoid((u * p).sum(-1) - (u * n).sum(-1)))
+    torch.testing.assert_close(out["bpr"], (w * terms).sum() / w.sum())
+    out["loss"].backward()
+    assert p.grad[1].abs().sum() == 0 and p.grad[4].abs().sum() == 0  # weight 0: no pull on the positive
+    assert p.grad[0].abs().sum() > 0

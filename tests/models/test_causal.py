@@ -191,3 +191,25 @@ def test_evaluation_runs_the_content_path_in_chunks_with_the_same_rows() -> None
     assert chunked.losses == {}
     torch.testing.assert_close(chunked.user, whole.user)
     torch.testing.assert_close(chunked.item, whole.item)
+
+
+def test_pruned_pairs_weigh_less_in_the_bpr_term_after_a_refresh() -> None:
+    def bpr_after_refresh(weight: float) -> torch.Tensor:
+        model = _model()
+        model.frontdoor.cfg.pruned_bpr_weight = weight
+        torch.manual_seed(5)
+        model.start_epoch(0)
+        model.start_epoch(1)  # past the warm-up: pruned
+        torch.manual_seed(7)  # the same diffusion noise in every call
+        train = model.frontdoor
+        users, pos = train.edge_user, train.edge_item  # every training pair, pruned ones included
+        neg = (pos + 3) % I
+        return model(users, pos, neg)["bpr"].detach(), train.kept.clone()
+
+    full, kept = bpr_after_refresh(1.0)
+    only_kept, kept_again = bpr_after_refresh(0.0)
+    assert torch.equal(kept, kept_again) and bool((~kept).any())
+    assert not torch.isclose(full, only_kept)
+    # weight 0.5 averages the same per-pair terms with weights between the two
+    model_terms = bpr_after_refresh(0.5)[0]
+    assert min(full, only_kept) <= model_terms <= max(full, only_kept)

@@ -25,7 +25,8 @@ def _graph() -> CSR:
     return CSR.from_pairs(keys // I, keys % I, U, I)
 
 
-def _model(mode: str, fanout: int = 100, profile_fanout: int = 100, **extra) -> CausalRec:
+def _model(mode: str, fanout: int = 100, profile_fanout: int = 100, pruned_bpr_weight: float = 1.0,
+           **extra) -> CausalRec:
     torch.manual_seed(0)
     train = _graph()
     features = {"image": torch.randn(I, 6, generator=torch.Generator().manual_seed(1)),
@@ -33,7 +34,8 @@ def _model(mode: str, fanout: int = 100, profile_fanout: int = 100, **extra) -> 
     cfg = CausalConfig(backbone=LightGCNConfig(graph_mode=mode, fanouts=[fanout, fanout]),
                        profile_fanout=profile_fanout, **extra)
     cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4, store="buffer")
-    cfg.frontdoor = dataclasses.replace(cfg.frontdoor, warmup_epochs=1, refresh_every=1, keep_ratio=0.6)
+    cfg.frontdoor = dataclasses.replace(cfg.frontdoor, warmup_epochs=1, refresh_every=1, keep_ratio=0.6,
+                                        pruned_bpr_weight=pruned_bpr_weight)
     return CausalRec(IdTables(U, I, D), num_layers=2, adjacency=lightgcn_adjacency(train) if mode == "full" else None,
                      features=features, train=train, reg_weight=1e-3, cfg=cfg, seed=0)
 
@@ -65,9 +67,11 @@ def _compare(full: CausalRec, sampled: CausalRec) -> None:
             assert p.grad is None or float(p.grad.abs().max()) == 0, name
 
 
-def test_full_fanout_step_equals_the_full_graph_step_before_and_after_a_refresh() -> None:
+@pytest.mark.parametrize("pruned_bpr_weight", [1.0, 0.2])
+def test_full_fanout_step_equals_the_full_graph_step_before_and_after_a_refresh(pruned_bpr_weight: float) -> None:
     # Eval mode: no EMA step, no diffusion noise, so both steps see the same codebook and content.
-    full, sampled = _model("full").eval(), _model("sampled").eval()
+    full = _model("full", pruned_bpr_weight=pruned_bpr_weight).eval()
+    sampled = _model("sampled", pruned_bpr_weight=pruned_bpr_weight).eval()
     with torch.no_grad():  # open the gates, so the back-door and front-door terms are in the score
         for m in (full, sampled):
             m.gate_backdoor.fill_(0.3)
@@ -80,6 +84,9 @@ def test_full_fanout_step_equals_the_full_graph_step_before_and_after_a_refresh(
         m.eval()
     assert bool((~full.frontdoor.kept).any()) and torch.equal(full.frontdoor.kept, sampled.frontdoor.kept)
     _compare(full, sampled)
+    if pruned_bpr_weight < 1:  # the pruned pairs of the batch now weigh less in both steps' BPR
+        users, pos, _ = _batch(_graph())
+        assert bool((full.frontdoor.bpr_pair_weight(users, pos) < 1).any())
     # Evaluation embeddings: full propagation either way (sampled mode in row blocks, no adjacency).
     for a, b in zip(full.final_embeddings(), sampled.final_embeddings()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -252,3 +252,27 @@ def test_composed_step_and_epoch_calls() -> None:
         opt.step()
     assert torch.isfinite(out["loss"])
     assert int(fd.kept.sum()) < eu.numel() and bool((torch.bincount(eu[fd.kept], minlength=U) >= 1).all())
+
+
+def test_bpr_pair_weight_follows_the_kept_edges() -> None:
+    eu, ei = _graph()
+    args = _inputs()
+    fd = FrontDoor(U, I, eu, ei, D, FrontdoorConfig(warmup_epochs=0, keep_ratio=0.5, pruned_bpr_weight=0.25))
+    assert fd.bpr_pair_weight(eu, ei) is None  # before the first refresh every edge is kept
+    assert fd.maybe_refresh(0, *args)
+    w = fd.bpr_pair_weight(eu, ei)
+    expected = torch.where(fd.kept, 1.0, 0.25)
+    torch.testing.assert_close(w, expected)
+    assert 0 < int((w < 1).sum()) < eu.numel()  # some pruned, some kept
+    # Any order and repetition of the batch's pairs; a pair that is no training edge counts as kept.
+    perm = torch.randperm(eu.numel(), generator=torch.Generator().manual_seed(1))[:7]
+    torch.testing.assert_close(fd.bpr_pair_weight(eu[perm].repeat(2), ei[perm].repeat(2)), expected[perm].repeat(2))
+    taken = set(zip(eu.tolist(), ei.tolist()))
+    absent = next((u, i) for u in range(U) for i in range(I) if (u, i) not in taken)
+    assert fd.bpr_pair_weight(torch.tensor([absent[0]]), torch.tensor([absent[1]])).tolist() == [1.0]
+    # At 1 (the default) nothing changes; out-of-range values are refused.
+    one = FrontDoor(U, I, eu, ei, D, FrontdoorConfig(warmup_epochs=0, keep_ratio=0.5))
+    one.maybe_refresh(0, *args)
+    assert one.bpr_pair_weight(eu, ei) is None
+    with pytest.raises(ValueError, match="pruned_bpr_weight"):
+        FrontDoor(U, I, eu, ei, D, FrontdoorConfig(pruned_bpr_weight=1.5))
