@@ -443,3 +443,19 @@ def test_simulator_checks_script_selects_every_variant_on_unbiased_valid(tmp_pat
     (data / "manifest.json").write_text('{"splits": {"train": 5, "unbiased_valid": 30}}')
     ok = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", STEPS="prepare")
     assert ok.returncode == 0 and "skip  dataset" in ok.stdout
+
+
+def test_pruned_bpr_script_trains_the_config_and_both_candidates_on_unbiased_valid(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_pruned_bpr_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data))
+    assert dry.returncode == 0, dry.stderr
+    runs = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    assert len(runs) == 9 and all("--eval.select_split=unbiased_valid" in ln for ln in runs)
+    assert sorted(ln.split("--run.name=")[1].split()[0] for ln in runs) == sorted(
+        f"sim_pbw_{w}_s{s}" for w in ("w100", "w025", "w000") for s in (3, 4, 5))
+    assert sum("pruned_bpr_weight=0.25" in ln for ln in runs) == 3 and sum("pruned_bpr_weight=0 " in ln + " " for ln in runs) == 3
+    assert not any("pruned_bpr_weight" in ln for ln in runs if "sim_pbw_w100" in ln)  # the config's own weight
+    missing = _script("simulator_pruned_bpr_confirm.sh", tmp_path, DATA=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no dataset" in missing.stderr
