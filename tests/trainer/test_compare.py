@@ -281,7 +281,7 @@ def _fake_run(root: Path, name: str, seed: int, r20: float, model: str = "lightg
     config["run"]["seed"] = seed
     figures = {"recall@10": r20 / 2, "recall@20": r20, "ndcg@10": r20 / 4, "ndcg@20": r20 / 3, "num_users": 6130}
     (run / "metrics.json").write_text(json.dumps({
-        "config": config, "best_epoch": epoch, "epoch": epoch + 20, "best_test": figures,
+        "config": config, "best_epoch": epoch, "epoch": epoch + 20, "best_score": r20 + 0.01, "best_test": figures,
         "best_test_valid_masked": figures, "best_valid": {**figures, "recall@20": r20 + 0.01}}))
     return str(run)
 
@@ -297,7 +297,8 @@ def test_group_seeds_is_mean_and_sample_std_over_seeds(tmp_path: Path, capsys) -
     assert x[1:6] == ["lightgcn", "tiktok", "0, 1, 2", "4, 5, 6", f"{0.1:.4f} ± {0.05:.4f}"]  # R@10 = r20 / 2
     assert x[6] == "0.2000 ± 0.1000"            # R@20: mean 0.2, sample std 0.1
     assert x[8] == f"{0.2 / 3:.4f} ± {0.1 / 3:.4f}"  # N@20
-    assert x[10] == "0.2100 ± 0.1000" and x[11] == "6130 |"
+    assert x[10] == "0.2100 ± 0.1000" and x[11] == "6130"
+    assert x[12] == "valid recall@20 0.2100 ± 0.1000 |"  # what chose each run's epoch, and its value there
     assert rows["y"][1] == "bpr" and rows["y"][6] == "0.0500"  # one seed: the value alone
     assert rows["z"][6] == "0.0700"
     assert list(rows)[1:] == ["x", "y", "z"]  # header first, then groups in order of appearance
