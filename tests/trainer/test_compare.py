@@ -460,3 +460,13 @@ def test_pruned_bpr_script_trains_the_config_and_both_candidates_on_unbiased_val
     assert not any("pruned_bpr_weight" in ln for ln in runs if "sim_pbw_w100" in ln)  # the config's own weight
     missing = _script("simulator_pruned_bpr_confirm.sh", tmp_path, DATA=str(tmp_path / "none"))
     assert missing.returncode == 2 and "no dataset" in missing.stderr
+
+
+def test_tiktok_pruned_bpr_script_trains_both_sides_on_seeds_1_to_3(tmp_path: Path) -> None:
+    dry = _script("tiktok_pruned_bpr_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    assert sorted(ln.split("--run.name=")[1].split()[0] for ln in runs) == sorted(
+        f"tiktok_causal_{side}_s{s}" for side in ("pbw1", "pbw0") for s in (1, 2, 3))
+    assert all("--config configs/tiktok_causal.yaml" in ln for ln in runs)
+    assert [("pruned_bpr_weight=0" in ln) for ln in runs] == [("pbw0" in ln) for ln in runs]
