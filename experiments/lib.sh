@@ -75,3 +75,14 @@ finish() {
   fi
   echo "all runs finished"
 }
+
+# report_groups GROUP...: the mean ± std table (`trainer.report --group-seeds`) of the runs
+# <RUNS>/<GROUP>_s<seed> for every GROUP and every seed of SEEDS; nothing with DRY_RUN=1.
+report_groups() {
+  [[ $DRY_RUN == 1 ]] && return 0
+  local dirs=() group seed
+  for group in "$@"; do
+    for seed in $SEEDS; do dirs+=("$RUNS/${group}_s$seed"); done
+  done
+  "$PY" -m trainer.report --group-seeds "${dirs[@]}"
+}

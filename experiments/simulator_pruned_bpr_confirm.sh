@@ -37,10 +37,4 @@ for seed in $SEEDS; do
       --model.causal.frontdoor.pruned_bpr_weight=0
 done
 finish
-if [[ $DRY_RUN != 1 ]]; then
-  dirs=()
-  for w in w100 w025 w000; do
-    for seed in $SEEDS; do dirs+=("$RUNS/sim_pbw_${w}_s$seed"); done
-  done
-  "$PY" -m trainer.report --group-seeds "${dirs[@]}"
-fi
+report_groups sim_pbw_w100 sim_pbw_w025 sim_pbw_w000

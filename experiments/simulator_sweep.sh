@@ -65,11 +65,5 @@ if [[ " $STEPS " == *" confirm "* ]]; then
         "--eval.select_split=$SELECT"
   done
   finish
-  if [[ $DRY_RUN != 1 ]]; then
-    dirs=()
-    for side in current swept; do
-      for seed in $SEEDS; do dirs+=("$RUNS/${PREFIX}_${side}_s$seed"); done
-    done
-    "$PY" -m trainer.report --group-seeds "${dirs[@]}"
-  fi
+  report_groups "${PREFIX}_current" "${PREFIX}_swept"
 fi

@@ -22,10 +22,4 @@ for seed in $SEEDS; do
       --model.causal.frontdoor.pruned_bpr_weight=0
 done
 finish
-if [[ $DRY_RUN != 1 ]]; then
-  dirs=()
-  for side in pbw1 pbw0; do
-    for seed in $SEEDS; do dirs+=("$RUNS/tiktok_causal_${side}_s$seed"); done
-  done
-  "$PY" -m trainer.report --group-seeds "${dirs[@]}"
-fi
+report_groups tiktok_causal_pbw1 tiktok_causal_pbw0
