@@ -133,7 +133,7 @@ def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = 
     for run_dir in run_dirs:
         groups.setdefault(seed_group(run_name(run_dir)), []).append((run_dir, load_run(run_dir)))
     head = "| group | model | data | seeds | best epochs | " + " | ".join(c for _, c in COLUMNS) \
-        + " | R@20 (valid masked) | valid R@20 | test users | selected by |"
+        + " | R@20 (valid masked) | valid R@20 | valid N@20 | test users | selected by |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     datasets = []
     for group, runs in groups.items():
@@ -153,13 +153,15 @@ def grouped_table(run_dirs: list[str], published: list[dict[str, Any]] | None = 
                  ", ".join(str(m["best_epoch"]) for _, m in runs)]
         cells += [_mean_std([m["best_test"][key] for _, m in runs]) for key, _ in COLUMNS]
         cells += [_mean_std([m["best_test_valid_masked"]["recall@20"] for _, m in runs]),
-                  _mean_std([m["best_valid"]["recall@20"] for _, m in runs]), " / ".join(users)]
+                  _mean_std([m["best_valid"]["recall@20"] for _, m in runs]),
+                  # NDCG@20 at the chosen epoch: the second metric a valid-only rule may read.
+                  _mean_std([m["best_valid"]["ndcg@20"] for _, m in runs]), " / ".join(users)]
         # What chose each run's epoch (eval.select_split / select_metric) and its best value there.
         chosen = sorted({f"{m['config']['eval'].get('select_split', 'valid')} {m['config']['eval']['select_metric']}"
                          for _, m in runs})
         cells.append(" / ".join(chosen) + " " + _mean_std([m["best_score"] for _, m in runs]))
         lines.append("| " + " | ".join(cells) + " |")
-    lines += _published_lines(published, datasets, trailing=4)
+    lines += _published_lines(published, datasets, trailing=5)
     lines += ["", "Mean ± sample standard deviation (n - 1) over each group's seeds; test figures at each run's "
               "best epoch by the metric in its `selected by` column."]
     return "\n".join(lines)

@@ -297,14 +297,17 @@ def test_group_seeds_is_mean_and_sample_std_over_seeds(tmp_path: Path, capsys) -
     assert x[1:6] == ["lightgcn", "tiktok", "0, 1, 2", "4, 5, 6", f"{0.1:.4f} ± {0.05:.4f}"]  # R@10 = r20 / 2
     assert x[6] == "0.2000 ± 0.1000"            # R@20: mean 0.2, sample std 0.1
     assert x[8] == f"{0.2 / 3:.4f} ± {0.1 / 3:.4f}"  # N@20
-    assert x[10] == "0.2100 ± 0.1000" and x[11] == "6130"
-    assert x[12] == "valid recall@20 0.2100 ± 0.1000 |"  # what chose each run's epoch, and its value there
+    assert x[10] == "0.2100 ± 0.1000" and x[12] == "6130"
+    assert x[11] == f"{0.2 / 3:.4f} ± {0.1 / 3:.4f}"  # valid N@20 at the chosen epoch
+    assert x[13] == "valid recall@20 0.2100 ± 0.1000 |"  # what chose each run's epoch, and its value there
     assert rows["y"][1] == "bpr" and rows["y"][6] == "0.0500"  # one seed: the value alone
     assert rows["z"][6] == "0.0700"
     assert list(rows)[1:] == ["x", "y", "z"]  # header first, then groups in order of appearance
     assert report_main(["--group-seeds", *runs, "--published", str(REPO / "docs/published.yaml")]) == 0
     printed = capsys.readouterr().out
     assert "| x | lightgcn | tiktok | 0, 1, 2 |" in printed and "| *published* | MMSSL (WWW'23) | tiktok |" in printed
+    widths = {line.count("|") for line in printed.splitlines() if line.startswith("| ")}
+    assert len(widths) == 1  # published rows have the runs' columns
     mixed = _fake_run(tmp_path, "x_s3", 3, 0.4, model="bpr")
     with pytest.raises(SystemExit, match="seed group x mixes models"):
         grouped_table([*runs, mixed])
@@ -470,3 +473,18 @@ def test_tiktok_pruned_bpr_script_trains_both_sides_on_seeds_1_to_3(tmp_path: Pa
         f"tiktok_causal_{side}_s{s}" for side in ("pbw1", "pbw0") for s in (1, 2, 3))
     assert all("--config configs/tiktok_causal.yaml" in ln for ln in runs)
     assert [("pruned_bpr_weight=0" in ln) for ln in runs] == [("pbw0" in ln) for ln in runs]
+
+
+def test_epochs_script_trains_the_config_and_two_longer_candidates_on_unbiased_valid(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_epochs_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data))
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"sim_{arm}_s{s}" for arm in ("ep060", "ep120", "ep120_keep080") for s in (3, 4, 5))
+    assert all("--eval.select_split=unbiased_valid" in ln for ln in runs.values())
+    assert [("--train.epochs=120" in ln) for ln in runs.values()] == [("ep120" in name) for name in runs]
+    assert [("keep_ratio=0.8" in ln) for ln in runs.values()] == [("keep080" in name) for name in runs]
+    missing = _script("simulator_epochs_confirm.sh", tmp_path, DATA=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no dataset" in missing.stderr
