@@ -86,3 +86,17 @@ report_groups() {
   done
   "$PY" -m trainer.report --group-seeds "${dirs[@]}"
 }
+
+# sim_args: check that the simulator checks dataset DATA (default data/synthetic-checks, made by
+# `STEPS=prepare bash experiments/simulator_checks.sh`) exists, exit 2 naming it if not, and set
+# SIM_COMMON to the overrides every simulator confirmation run shares: that dataset, BATCH (default
+# 4096, as experiments/simulator_checks.sh) and the epoch chosen on unbiased_valid.
+sim_args() {
+  DATA=${DATA:-data/synthetic-checks}
+  BATCH=${BATCH:-4096}
+  if [[ ! -f $DATA/manifest.json ]]; then
+    echo "error: no dataset at $DATA (STEPS=prepare bash experiments/simulator_checks.sh makes it)" >&2
+    exit 2
+  fi
+  SIM_COMMON=("--data.url=$DATA" "--train.batch_size=$BATCH" "--eval.select_split=unbiased_valid")
+}

@@ -20,18 +20,12 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-3 4 5}
 source experiments/lib.sh
 
-DATA=${DATA:-data/synthetic-checks}
-BATCH=${BATCH:-4096}
-if [[ ! -f $DATA/manifest.json ]]; then
-  echo "error: no dataset at $DATA (STEPS=prepare bash experiments/simulator_checks.sh makes it)" >&2
-  exit 2
-fi
-BASE=("--data.url=$DATA" "--train.batch_size=$BATCH" "--eval.select_split=unbiased_valid")
+sim_args
 
 for seed in $SEEDS; do
-  train "sim_ep060_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${BASE[@]}"
-  train "sim_ep120_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${BASE[@]}" --train.epochs=120
-  train "sim_ep120_keep080_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${BASE[@]}" \
+  train "sim_ep060_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${SIM_COMMON[@]}"
+  train "sim_ep120_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${SIM_COMMON[@]}" --train.epochs=120
+  train "sim_ep120_keep080_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${SIM_COMMON[@]}" \
       --train.epochs=120 --model.causal.frontdoor.keep_ratio=0.8
 done
 finish

@@ -21,19 +21,13 @@ cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-3 4 5}
 source experiments/lib.sh
 
-DATA=${DATA:-data/synthetic-checks}
-BATCH=${BATCH:-4096}
-if [[ ! -f $DATA/manifest.json ]]; then
-  echo "error: no dataset at $DATA (STEPS=prepare bash experiments/simulator_checks.sh makes it)" >&2
-  exit 2
-fi
-COMMON=("--data.url=$DATA" "--train.batch_size=$BATCH" "--eval.select_split=unbiased_valid")
+sim_args
 
 for seed in $SEEDS; do
-  train "sim_pbw_w100_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${COMMON[@]}"
-  train "sim_pbw_w025_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${COMMON[@]}" \
+  train "sim_pbw_w100_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${SIM_COMMON[@]}"
+  train "sim_pbw_w025_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${SIM_COMMON[@]}" \
       --model.causal.frontdoor.pruned_bpr_weight=0.25
-  train "sim_pbw_w000_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${COMMON[@]}" \
+  train "sim_pbw_w000_s${seed}" configs/synthetic_causal.yaml "--run.seed=${seed}" "${SIM_COMMON[@]}" \
       --model.causal.frontdoor.pruned_bpr_weight=0
 done
 finish

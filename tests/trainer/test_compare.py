@@ -488,3 +488,16 @@ def test_epochs_script_trains_the_config_and_two_longer_candidates_on_unbiased_v
     assert [("keep_ratio=0.8" in ln) for ln in runs.values()] == [("keep080" in name) for name in runs]
     missing = _script("simulator_epochs_confirm.sh", tmp_path, DATA=str(tmp_path / "none"))
     assert missing.returncode == 2 and "no dataset" in missing.stderr
+
+
+def test_keep_script_trains_two_smaller_keep_ratios_next_to_the_config(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_keep_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="3")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == ["sim_ep060_s3", "sim_keep050_s3", "sim_keep058_s3"]
+    assert "keep_ratio" not in runs["sim_ep060_s3"]
+    assert "keep_ratio=0.58" in runs["sim_keep058_s3"] and "keep_ratio=0.50" in runs["sim_keep050_s3"]
+    assert all("--eval.select_split=unbiased_valid" in ln for ln in runs.values())
