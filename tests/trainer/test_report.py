@@ -1,4 +1,4 @@
-"""`python -m trainer.report`: one row per run from metrics.json, clear error for a non-run."""
+"""`python -m trainer.report`: one row per run from metrics.json (or per seed group), clear error for a non-run."""
 
 import json
 import struct
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import Config
-from trainer.report import comparison_table, load_published, main, replace_section
+from trainer.report import comparison_table, grouped_table, load_published, main, replace_section, seed_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,3 +98,46 @@ def test_bad_published_file_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("rows:\n  - {model: X, recall@20: 0.1}\n")
     with pytest.raises(SystemExit, match="row 0 lacks data, protocol, source"):
         load_published(str(bad))
+
+
+# ---- --group-seeds ------------------------------------------------------------------------------------
+
+def _fake_run(root: Path, name: str, seed: int, r20: float, model: str = "lightgcn", epoch: int = 5) -> str:
+    run = root / name
+    run.mkdir()
+    config = Config().to_dict()
+    config["data"]["url"] = "data/tiktok"
+    config["model"]["name"] = model
+    config["run"]["seed"] = seed
+    figures = {"recall@10": r20 / 2, "recall@20": r20, "ndcg@10": r20 / 4, "ndcg@20": r20 / 3, "num_users": 6130}
+    (run / "metrics.json").write_text(json.dumps({
+        "config": config, "best_epoch": epoch, "epoch": epoch + 20, "best_score": r20 + 0.01, "best_test": figures,
+        "best_test_valid_masked": figures, "best_valid": {**figures, "recall@20": r20 + 0.01}}))
+    return str(run)
+
+
+def test_group_seeds_is_mean_and_sample_std_over_seeds(tmp_path: Path, capsys) -> None:
+    assert seed_group("tiktok_causal_no_topology_s12") == "tiktok_causal_no_topology"
+    assert seed_group("tiktok_lightgcn_layers2") == "tiktok_lightgcn_layers2"
+    runs = [_fake_run(tmp_path, f"x_s{s}", s, r, epoch=4 + s) for s, r in [(0, 0.1), (1, 0.2), (2, 0.3)]]
+    runs += [_fake_run(tmp_path, "y_s0", 0, 0.05, model="bpr"), _fake_run(tmp_path, "z", 0, 0.07)]
+    table = grouped_table(runs)
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in table.splitlines() if line.startswith("| ")}
+    x = rows["x"]
+    assert x[1:6] == ["lightgcn", "tiktok", "0, 1, 2", "4, 5, 6", f"{0.1:.4f} ± {0.05:.4f}"]  # R@10 = r20 / 2
+    assert x[6] == "0.2000 ± 0.1000"            # R@20: mean 0.2, sample std 0.1
+    assert x[8] == f"{0.2 / 3:.4f} ± {0.1 / 3:.4f}"  # N@20
+    assert x[10] == "0.2100 ± 0.1000" and x[12] == "6130"
+    assert x[11] == f"{0.2 / 3:.4f} ± {0.1 / 3:.4f}"  # valid N@20 at the chosen epoch
+    assert x[13] == "valid recall@20 0.2100 ± 0.1000 |"  # what chose each run's epoch, and its value there
+    assert rows["y"][1] == "bpr" and rows["y"][6] == "0.0500"  # one seed: the value alone
+    assert rows["z"][6] == "0.0700"
+    assert list(rows)[1:] == ["x", "y", "z"]  # header first, then groups in order of appearance
+    assert main(["--group-seeds", *runs, "--published", str(REPO / "docs/published.yaml")]) == 0
+    printed = capsys.readouterr().out
+    assert "| x | lightgcn | tiktok | 0, 1, 2 |" in printed and "| *published* | MMSSL (WWW'23) | tiktok |" in printed
+    widths = {line.count("|") for line in printed.splitlines() if line.startswith("| ")}
+    assert len(widths) == 1  # published rows have the runs' columns
+    mixed = _fake_run(tmp_path, "x_s3", 3, 0.4, model="bpr")
+    with pytest.raises(SystemExit, match="seed group x mixes models"):
+        grouped_table([*runs, mixed])

@@ -1,0 +1,201 @@
+"""The experiments/ scripts: syntax, skip logic and job pool, and the runs each one would train (with a
+fake trainer in place of the Python: nothing is trained)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = sorted(p.name for p in (REPO / "experiments").glob("*.sh"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_syntax(script: str) -> None:
+    path = REPO / "experiments" / script
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    text = path.read_text()
+    if script != "lib.sh":
+        assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text
+
+
+FAKE_TRAINER = """#!/usr/bin/env bash
+# Stands in for the Python: `trainer/main.py --config C --run.name=N --run.storage_path=R ...`
+for a in "$@"; do case $a in --run.name=*) n=${a#*=};; --run.storage_path=*) r=${a#*=};; esac; done
+echo "$*" >> "$r/calls.txt"
+[[ $n == *vbpr_s1 ]] && { echo boom; exit 3; }
+mkdir -p "$r/$n" && echo '{}' > "$r/$n/metrics.json"
+"""
+
+
+def _script(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    fake = tmp_path / "fakepy"
+    fake.write_text(FAKE_TRAINER)
+    fake.chmod(0o755)
+    full = {**os.environ, "PY": str(fake), "RUNS": str(tmp_path / "runs"), "LOGS": str(tmp_path / "logs"), **env}
+    return subprocess.run(["bash", str(REPO / "experiments" / name)], env=full, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_seeds_script_skips_finished_runs_and_reports_failures(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "tiktok_lightgcn_s0").mkdir(parents=True)
+    (tmp_path / "runs" / "tiktok_lightgcn_s0" / "metrics.json").write_text("{}")
+    done = _script("tiktok_seeds.sh", tmp_path, JOBS="2")
+    assert done.returncode == 1 and "failed runs: tiktok_vbpr_s1" in done.stderr
+    calls = (tmp_path / "runs" / "calls.txt").read_text().splitlines()
+    assert len(calls) == 11 and not any("tiktok_lightgcn_s0" in c for c in calls)
+    assert ("trainer/main.py --config configs/tiktok_causal.yaml --run.name=tiktok_causal_s2 "
+            f"--run.storage_path={tmp_path / 'runs'} --run.seed=2") in calls
+    assert "boom" in (tmp_path / "logs" / "tiktok_vbpr_s1.log").read_text()
+    again = _script("tiktok_seeds.sh", tmp_path)  # only the failed run is started again (and fails again)
+    assert (tmp_path / "runs" / "calls.txt").read_text().splitlines()[11:] == [c for c in calls if "vbpr_s1" in c]
+    assert again.returncode == 1
+
+
+def test_ablation_script_variants_and_reuse_of_the_full_run(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "tiktok_causal_s0").mkdir(parents=True)
+    (tmp_path / "runs" / "tiktok_causal_s0" / "metrics.json").write_text("{}")
+    dry = _script("tiktok_ablation.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert "link  tiktok_causal_full_s0 -> tiktok_causal_s0" in lines[0]
+    commands = [line for line in lines if "trainer/main.py" in line]
+    assert len(commands) == 17  # 6 variants x 3 seeds, full s0 linked
+    assert any(c.endswith("--run.name=tiktok_causal_no_topology_s2 " f"--run.storage_path={tmp_path / 'runs'} "
+                          "--run.seed=2 --model.causal.frontdoor.topology_reconstruction=false") for c in commands)
+    assert any(c.endswith("--run.seed=1") and "tiktok_causal_full_s1" in c for c in commands)
+    assert not (tmp_path / "runs" / "tiktok_causal_full_s0").exists()  # dry run: nothing done
+    real = _script("tiktok_ablation.sh", tmp_path, SEEDS="0", VARIANTS="full flat_codebook")
+    assert real.returncode == 0, real.stderr
+    assert os.readlink(tmp_path / "runs" / "tiktok_causal_full_s0") == "tiktok_causal_s0"
+    assert (tmp_path / "runs" / "tiktok_causal_flat_codebook_s0" / "metrics.json").exists()
+    bad = _script("tiktok_ablation.sh", tmp_path, VARIANTS="no_such")
+    assert bad.returncode != 0 and "unknown variant 'no_such'" in bad.stderr
+
+
+def test_tables_script_commands(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    names = [f"tiktok_{m}_s{s}" for m in ("lightgcn", "vbpr", "freedom", "causal") for s in range(3)]
+    for name in names:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "metrics.json").write_text("{}")
+    dry = _script("tiktok_tables.sh", tmp_path, DRY_RUN="1", DOC=str(tmp_path / "R.md"))
+    assert dry.returncode == 1 and "skip section tiktok-ablation" in dry.stderr  # no ablation runs yet
+    out = dry.stdout
+    assert "-m trainer.report --group-seeds " + " ".join(str(runs / n) for n in names) in out
+    paired = next(line for line in out.splitlines() if "-m trainer.compare" in line)
+    assert f"--a {runs}/tiktok_causal_s0 {runs}/tiktok_causal_s1 {runs}/tiktok_causal_s2 --b {runs}/tiktok_lightgcn_s0" in paired
+    assert paired.count("--b ") == 3 and "--metric recall@20 ndcg@20" in paired
+    assert "--markdown-section tiktok-paired --write" in paired
+
+
+def test_simulator_sweep_script_sweeps_then_confirms_both_sides_on_fresh_seeds(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_sweep.sh", tmp_path, DRY_RUN="1", DATA=str(data))
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    # Default: ranked and selected on the simulator's uniform-exposure validation split.
+    assert ("tune/main.py --config configs/synthetic_causal.yaml --space tune/spaces/causal_simulator_unbiased.yaml"
+            in lines[0]) and "--run.name=sim_causal_sweep_uv" in lines[0]
+    confirm = [ln for ln in lines[1:] if "trainer/main.py" in ln]
+    assert len(confirm) == 6 and all("--train.batch_size=4096 --eval.select_split=unbiased_valid" in ln for ln in confirm)
+    assert sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm) == [
+        f"sim_uv_{side}_s{seed}" for side in ("current", "swept") for seed in (3, 4, 5)]
+    # The first sweep's protocol (observational valid), as docs/RESULTS.md records it.
+    first = _script("simulator_sweep.sh", tmp_path, DRY_RUN="1", DATA=str(data), SPACE="tune/spaces/causal_simulator.yaml",
+                    SELECT="valid", SWEEP="sim_causal_sweep", PREFIX="sim").stdout.splitlines()
+    assert "--space tune/spaces/causal_simulator.yaml" in first[0] and "--run.name=sim_causal_sweep" in first[0]
+    assert sum("--run.name=sim_swept_s3" in ln and "--eval.select_split=valid" in ln for ln in first) == 1
+    missing = _script("simulator_sweep.sh", tmp_path, DATA=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no dataset" in missing.stderr
+
+
+def test_exposure_confirm_script_trains_both_candidates_and_reuses_the_config_runs(tmp_path: Path) -> None:
+    (tmp_path / "runs" / "tiktok_causal_b8192_s1").mkdir(parents=True)
+    (tmp_path / "runs" / "tiktok_causal_b8192_s1" / "metrics.json").write_text("{}")
+    done = _script("tiktok_exposure_confirm.sh", tmp_path, SEEDS="1")
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "runs" / "calls.txt").read_text().splitlines()
+    assert len(calls) == 2 and "skip  tiktok_causal_b8192_s1" in done.stdout
+    assert any("exposure.mode=item_bias" in c for c in calls)
+    assert any("exposure.mode=degree --model.causal.exposure.gamma=0.25" in c for c in calls)
+
+
+def test_simulator_checks_script_selects_every_variant_on_unbiased_valid(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    dry = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert "data_loaders.prepare --from synthetic" in lines[0] and "--unbiased-valid-per-user 10" in lines[0]
+    runs = [ln for ln in lines if "trainer/main.py" in ln]
+    assert len(runs) == 6 and all("--eval.select_split=unbiased_valid" in ln for ln in runs)  # LightGCN too
+    assert any("--run.name=sim_lightgcn_s0" in ln for ln in runs)
+    old = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", SELECT="valid")
+    assert all("--eval.select_split=valid" in ln for ln in old.stdout.splitlines() if "trainer/main.py" in ln)
+    # A dataset made before the split existed is refused, not silently reused.
+    data.mkdir()
+    (data / "manifest.json").write_text('{"splits": {"train": 5, "unbiased_valid": 0}}')
+    stale = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", STEPS="prepare")
+    assert stale.returncode == 2 and "has no unbiased_valid split" in stale.stderr
+    (data / "manifest.json").write_text('{"splits": {"train": 5, "unbiased_valid": 30}}')
+    ok = _script("simulator_checks.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="0", STEPS="prepare")
+    assert ok.returncode == 0 and "skip  dataset" in ok.stdout
+
+
+def test_pruned_bpr_script_trains_the_config_and_both_candidates_on_unbiased_valid(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_pruned_bpr_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data))
+    assert dry.returncode == 0, dry.stderr
+    runs = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    assert len(runs) == 9 and all("--eval.select_split=unbiased_valid" in ln for ln in runs)
+    assert sorted(ln.split("--run.name=")[1].split()[0] for ln in runs) == sorted(
+        f"sim_pbw_{w}_s{s}" for w in ("w100", "w025", "w000") for s in (3, 4, 5))
+    assert sum("pruned_bpr_weight=0.25" in ln for ln in runs) == 3 and sum("pruned_bpr_weight=0 " in ln + " " for ln in runs) == 3
+    assert not any("pruned_bpr_weight" in ln for ln in runs if "sim_pbw_w100" in ln)  # the config's own weight
+    missing = _script("simulator_pruned_bpr_confirm.sh", tmp_path, DATA=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no dataset" in missing.stderr
+
+
+def test_tiktok_pruned_bpr_script_trains_both_sides_on_seeds_1_to_3(tmp_path: Path) -> None:
+    dry = _script("tiktok_pruned_bpr_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    assert sorted(ln.split("--run.name=")[1].split()[0] for ln in runs) == sorted(
+        f"tiktok_causal_{side}_s{s}" for side in ("pbw1", "pbw0") for s in (1, 2, 3))
+    assert all("--config configs/tiktok_causal.yaml" in ln for ln in runs)
+    assert [("pruned_bpr_weight=0" in ln) for ln in runs] == [("pbw0" in ln) for ln in runs]
+
+
+def test_epochs_script_trains_the_config_and_two_longer_candidates_on_unbiased_valid(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_epochs_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data))
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"sim_{arm}_s{s}" for arm in ("ep060", "ep120", "ep120_keep080") for s in (3, 4, 5))
+    assert all("--eval.select_split=unbiased_valid" in ln for ln in runs.values())
+    assert [("--train.epochs=120" in ln) for ln in runs.values()] == [("ep120" in name) for name in runs]
+    assert [("keep_ratio=0.8" in ln) for ln in runs.values()] == [("keep080" in name) for name in runs]
+    missing = _script("simulator_epochs_confirm.sh", tmp_path, DATA=str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no dataset" in missing.stderr
+
+
+def test_keep_script_trains_two_smaller_keep_ratios_next_to_the_config(tmp_path: Path) -> None:
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    dry = _script("simulator_keep_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="3")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == ["sim_ep060_s3", "sim_keep050_s3", "sim_keep058_s3"]
+    assert "keep_ratio" not in runs["sim_ep060_s3"]
+    assert "keep_ratio=0.58" in runs["sim_keep058_s3"] and "keep_ratio=0.50" in runs["sim_keep050_s3"]
+    assert all("--eval.select_split=unbiased_valid" in ln for ln in runs.values())
