@@ -52,8 +52,8 @@ COMMON=("--data.url=$DATA" "--train.batch_size=$BATCH" "--eval.select_split=$SEL
 
 # The variants. `noadjust` switches off every adjustment (back-door, front-door, exposure term);
 # `exposure_only` and `no_exposure` split the full model's gain between the exposure term and the
-# back-door + front-door; `gamma05` / `gamma2` are the alternatives to the config's exposure weight
-# (1.0), chosen on valid (docs/MODEL.md §4b).
+# back-door + front-door; `gamma05` / `gamma2` set the exposure weight to 0.5 / 2 (the config's is
+# 2.0, chosen on unbiased_valid among 0.5, 1 and 2: docs/MODEL.md §4b).
 variant_args() {
   case $1 in
     full)          echo "" ;;
