@@ -31,6 +31,14 @@ mkdir -p "$r/$n" && echo '{}' > "$r/$n/metrics.json"
 """
 
 
+def _fake_dataset(tmp_path: Path) -> Path:
+    """A directory the simulator scripts accept as a made dataset (they only look for its manifest)."""
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "manifest.json").write_text("{}")
+    return data
+
+
 def _script(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     fake = tmp_path / "fakepy"
     fake.write_text(FAKE_TRAINER)
@@ -93,9 +101,7 @@ def test_tables_script_commands(tmp_path: Path) -> None:
 
 
 def test_simulator_sweep_script_sweeps_then_confirms_both_sides_on_fresh_seeds(tmp_path: Path) -> None:
-    data = tmp_path / "sim"
-    data.mkdir()
-    (data / "manifest.json").write_text("{}")
+    data = _fake_dataset(tmp_path)
     dry = _script("simulator_sweep.sh", tmp_path, DRY_RUN="1", DATA=str(data))
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.splitlines()
@@ -148,9 +154,7 @@ def test_simulator_checks_script_selects_every_variant_on_unbiased_valid(tmp_pat
 
 
 def test_pruned_bpr_script_trains_the_config_and_both_candidates_on_unbiased_valid(tmp_path: Path) -> None:
-    data = tmp_path / "sim"
-    data.mkdir()
-    (data / "manifest.json").write_text("{}")
+    data = _fake_dataset(tmp_path)
     dry = _script("simulator_pruned_bpr_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data))
     assert dry.returncode == 0, dry.stderr
     runs = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
@@ -174,9 +178,7 @@ def test_tiktok_pruned_bpr_script_trains_both_sides_on_seeds_1_to_3(tmp_path: Pa
 
 
 def test_epochs_script_trains_the_config_and_two_longer_candidates_on_unbiased_valid(tmp_path: Path) -> None:
-    data = tmp_path / "sim"
-    data.mkdir()
-    (data / "manifest.json").write_text("{}")
+    data = _fake_dataset(tmp_path)
     dry = _script("simulator_epochs_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data))
     assert dry.returncode == 0, dry.stderr
     runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
@@ -189,9 +191,7 @@ def test_epochs_script_trains_the_config_and_two_longer_candidates_on_unbiased_v
 
 
 def test_keep_script_trains_two_smaller_keep_ratios_next_to_the_config(tmp_path: Path) -> None:
-    data = tmp_path / "sim"
-    data.mkdir()
-    (data / "manifest.json").write_text("{}")
+    data = _fake_dataset(tmp_path)
     dry = _script("simulator_keep_confirm.sh", tmp_path, DRY_RUN="1", DATA=str(data), SEEDS="3")
     assert dry.returncode == 0, dry.stderr
     runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
