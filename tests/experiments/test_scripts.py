@@ -199,3 +199,17 @@ def test_keep_script_trains_two_smaller_keep_ratios_next_to_the_config(tmp_path:
     assert "keep_ratio" not in runs["sim_ep060_s3"]
     assert "keep_ratio=0.58" in runs["sim_keep058_s3"] and "keep_ratio=0.50" in runs["sim_keep050_s3"]
     assert all("--eval.select_split=unbiased_valid" in ln for ln in runs.values())
+
+
+def test_capacity_probe_script_trains_one_seed_of_each_setting(tmp_path: Path) -> None:
+    dry = _script("tiktok_capacity_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"tiktok_causal{v}_s0" for v in ("", "_dim128", "_layers3", "_usercontent", "_fine256"))
+    assert "--model.embedding_dim=128" in runs["tiktok_causal_dim128_s0"]
+    assert "--model.num_layers=3" in runs["tiktok_causal_layers3_s0"]
+    assert "--model.causal.user_content_in_score=true" in runs["tiktok_causal_usercontent_s0"]
+    assert "--model.causal.backdoor.fine_codes=256" in runs["tiktok_causal_fine256_s0"]
+    assert all("--run.seed=0" in ln and "--config configs/tiktok_causal.yaml" in ln for ln in runs.values())
+    # only the config's own run carries no override beyond its seed
+    assert runs["tiktok_causal_s0"].split("--run.seed=0")[1].strip() == ""
