@@ -213,3 +213,14 @@ def test_capacity_probe_script_trains_one_seed_of_each_setting(tmp_path: Path) -
     assert all("--run.seed=0" in ln and "--config configs/tiktok_causal.yaml" in ln for ln in runs.values())
     # only the config's own run carries no override beyond its seed
     assert runs["tiktok_causal_s0"].split("--run.seed=0")[1].strip() == ""
+
+
+def test_capacity_confirm_script_trains_the_config_and_both_candidates_on_seeds_7_to_9(tmp_path: Path) -> None:
+    dry = _script("tiktok_capacity_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_dim128", "_usercontent") for s in (7, 8, 9))
+    for name, line in runs.items():
+        assert f"--run.seed={name[-1]}" in line
+        assert ("--model.embedding_dim=128" in line) == ("dim128" in name)
+        assert ("--model.causal.user_content_in_score=true" in line) == ("usercontent" in name)
