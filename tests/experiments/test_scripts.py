@@ -224,3 +224,13 @@ def test_capacity_confirm_script_trains_the_config_and_both_candidates_on_seeds_
         assert f"--run.seed={name[-1]}" in line
         assert ("--model.embedding_dim=128" in line) == ("dim128" in name)
         assert ("--model.causal.user_content_in_score=true" in line) == ("usercontent" in name)
+
+
+def test_baseline_dim_script_trains_every_baseline_128_wide_on_the_table_seeds(tmp_path: Path) -> None:
+    dry = _script("tiktok_baseline_dim.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"tiktok_{m}_dim128_s{s}" for m in ("lightgcn", "freedom", "vbpr") for s in (0, 1, 2))
+    for name, line in runs.items():
+        model = name.split("_")[1]
+        assert f"--config configs/tiktok_{model}.yaml" in line and "--model.embedding_dim=128" in line
