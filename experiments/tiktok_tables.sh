@@ -17,7 +17,7 @@
 # The paired tests rebuild each run's best checkpoint once and cache per-user values in the run
 # (per_user_test.npz); their JSON goes to $RUNS/tiktok_paired.json, $RUNS/tiktok_ablation_paired.json.
 # Environment: RUNS, SEEDS, PY, DRY_RUN as in experiments/lib.sh; DOC (default docs/RESULTS.md);
-# METRICS for the paired tests (default "recall@20 ndcg@20").
+# BASELINES (below); METRICS for the paired tests (default "recall@20 ndcg@20").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiments/lib.sh
@@ -25,7 +25,9 @@ source experiments/lib.sh
 DOC=${DOC:-docs/RESULTS.md}
 METRICS=${METRICS:-recall@20 ndcg@20}
 read -r -a METRIC_ARGS <<< "$METRICS"
-BASELINES=(lightgcn vbpr freedom)
+# BASELINES: the baselines' run names without tiktok_/_s<seed>, e.g. "lightgcn_dim128 vbpr freedom" for a
+# baseline whose wider setting won on valid (experiments/tiktok_baseline_dim.sh).
+read -r -a BASELINES <<< "${BASELINES:-lightgcn vbpr freedom}"
 ABLATIONS=(no_diffusion no_backdoor flat_codebook no_frontdoor no_topology)
 skipped=0
 

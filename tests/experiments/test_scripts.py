@@ -98,6 +98,17 @@ def test_tables_script_commands(tmp_path: Path) -> None:
     assert f"--a {runs}/tiktok_causal_s0 {runs}/tiktok_causal_s1 {runs}/tiktok_causal_s2 --b {runs}/tiktok_lightgcn_s0" in paired
     assert paired.count("--b ") == 3 and "--metric recall@20 ndcg@20" in paired
     assert "--markdown-section tiktok-paired --write" in paired
+    # A baseline whose wider setting won on valid is named by BASELINES; its runs must be finished too.
+    wide = _script("tiktok_tables.sh", tmp_path, DRY_RUN="1", DOC=str(tmp_path / "R.md"),
+                   BASELINES="lightgcn_dim128 vbpr freedom")
+    assert "skip section tiktok-seeds: not finished" in wide.stderr and "tiktok_lightgcn_dim128_s0" in wide.stderr
+    for s in range(3):
+        (runs / f"tiktok_lightgcn_dim128_s{s}").mkdir()
+        (runs / f"tiktok_lightgcn_dim128_s{s}" / "metrics.json").write_text("{}")
+    wide = _script("tiktok_tables.sh", tmp_path, DRY_RUN="1", DOC=str(tmp_path / "R.md"),
+                   BASELINES="lightgcn_dim128 vbpr freedom")
+    paired = next(line for line in wide.stdout.splitlines() if "-m trainer.compare" in line)
+    assert f"--b {runs}/tiktok_lightgcn_dim128_s0" in paired and "tiktok_lightgcn_s0" not in paired
 
 
 def test_simulator_sweep_script_sweeps_then_confirms_both_sides_on_fresh_seeds(tmp_path: Path) -> None:
