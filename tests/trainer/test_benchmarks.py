@@ -39,8 +39,10 @@ def test_profile_step_tiny(tiny_synthetic: str, tmp_path: Path) -> None:
                "--top", "3", "--no-record")
     assert "**lightgcn**" in out and "| op | self CPU ms / step |" in out
 
+    # Which ops rank first depends on the machine's load (a busy host once put the optimizer and the
+    # table lookup above every aten op in a top 3), so list enough rows that some aten op is among them.
     by_shape = _run("benchmarks/profile_step.py", "--config", str(config), "--steps", "1", "--warmup", "1",
-                    "--top", "3", "--by-shape", "--no-record")
+                    "--top", "50", "--by-shape", "--no-record")
     assert "--by-shape`" in by_shape and "| aten::" in by_shape and "[[" in by_shape  # input shapes listed
 
 
