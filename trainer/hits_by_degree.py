@@ -28,10 +28,10 @@ import numpy as np
 from data_loaders.format import Split
 from data_loaders.graph import CSR
 from trainer.evaluate import topk_items
+from trainer.hit_ranks import SPLITS  # the same split names as trainer.hit_ranks
 from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
 from trainer.restore import RestoreError, restore_run
 
-SPLITS = {"valid": Split.VALID, "test": Split.TEST}
 DEFAULT_BANDS = (0, 1, 5, 20)
 
 

@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 
 from data_loaders.format import Split
-from data_loaders.graph import CSR
 from test_explain import _world_of_one  # tests/trainer is on sys.path (pytest's rootdir-less import)
+from test_hit_ranks import _csr
 from trainer.evaluate import evaluate
 from trainer.hits_by_degree import band_of, degree_hits, main, run_degree_hits
 from trainer.restore import restore_run
-
-
-def _csr(pairs: list[tuple[int, int]], users: int, items: int) -> CSR:
-    rows, cols = (np.array(x, dtype=np.int64) for x in zip(*pairs))
-    return CSR.from_pairs(rows, cols, users, items)
 
 
 def test_band_of_puts_each_edge_in_the_band_it_opens_and_the_last_band_is_open() -> None:
