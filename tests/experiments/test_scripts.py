@@ -237,6 +237,24 @@ def test_capacity_confirm_script_trains_the_config_and_both_candidates_on_seeds_
         assert ("--model.causal.user_content_in_score=true" in line) == ("usercontent" in name)
 
 
+def test_capacity_probe2_script_trains_one_seed_of_each_setting(tmp_path: Path) -> None:
+    dry = _script("tiktok_capacity_probe2.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    variants = {
+        "_dim256": "--model.embedding_dim=256",
+        "_layers3": "--model.num_layers=3",
+        "_keeppruned": "--model.causal.frontdoor.pruned_bpr_weight=1.0",
+        "_reg1e3": "--model.reg_weight=1e-3",
+    }
+    assert sorted(runs) == sorted(f"tiktok_causal{v}_s0" for v in ["", *variants])
+    for variant, override in variants.items():
+        # each run carries its own override and no other run's
+        for name, line in runs.items():
+            assert (override in line) == (name == f"tiktok_causal{variant}_s0")
+    assert all("--run.seed=0" in ln and "--config configs/tiktok_causal.yaml" in ln for ln in runs.values())
+
+
 def test_baseline_dim_script_trains_every_baseline_128_wide_on_the_table_seeds(tmp_path: Path) -> None:
     dry = _script("tiktok_baseline_dim.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
