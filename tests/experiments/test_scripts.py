@@ -255,6 +255,18 @@ def test_capacity_probe2_script_trains_one_seed_of_each_setting(tmp_path: Path) 
     assert all("--run.seed=0" in ln and "--config configs/tiktok_causal.yaml" in ln for ln in runs.values())
 
 
+def test_capacity_confirm2_script_trains_the_config_and_both_candidates_on_seeds_7_to_9(tmp_path: Path) -> None:
+    dry = _script("tiktok_capacity_confirm2.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_keeppruned", "_keeppruned_dim256")
+                                  for s in (7, 8, 9))
+    for name, line in runs.items():
+        assert f"--run.seed={name[-1]}" in line
+        assert ("--model.causal.frontdoor.pruned_bpr_weight=1.0" in line) == ("keeppruned" in name)
+        assert ("--model.embedding_dim=256" in line) == ("dim256" in name)
+
+
 def test_baseline_dim_script_trains_every_baseline_128_wide_on_the_table_seeds(tmp_path: Path) -> None:
     dry = _script("tiktok_baseline_dim.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
