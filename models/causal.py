@@ -26,7 +26,7 @@ from torch import nn
 from data_loaders.graph import CSR
 from models.backdoor import Backdoor, BackdoorConfig
 from models.causal_sampled import check_sampled_config, sampled_forward
-from models.bpr import RegType, bpr_loss_terms, triple_rows
+from models.bpr import Ranking, RankLoss, RegType, bpr_loss_terms, triple_rows
 from models.contrast import ContrastConfig, cross_view_loss
 from models.diffusion import CrossModalDiffusion, DiffusionConfig
 from models.embeddings import IdTables
@@ -118,15 +118,23 @@ class CausalRec(nn.Module):
         features: raw item features per modality, row i = item i (>= 2 modalities for diffusion).
         train: the training graph (its edges are the front-door's candidate causal edges).
         reg_weight, reg_type: the ego-embedding regulariser (as in LightGCN).
+        ranking: the ranking term (BPR or sampled softmax, see `models.bpr`); the softmax has no
+            pairwise margin, so it excludes the exposure term and the user content in the score.
         cfg: `CausalConfig`.
         seed: the run's seed (the sampled mode's per-step neighbour samples derive from it).
     """
 
     def __init__(self, tables: IdTables, *, num_layers: int, adjacency: torch.Tensor | None,
                  features: dict[str, torch.Tensor], train: CSR, reg_weight: float,
-                 reg_type: RegType | str = RegType.MMREC, cfg: CausalConfig | None = None, seed: int = 0) -> None:
+                 reg_type: RegType | str = RegType.MMREC, cfg: CausalConfig | None = None, seed: int = 0,
+                 ranking: Ranking = Ranking()) -> None:
         super().__init__()
         cfg = cfg or CausalConfig()
+        if ranking.loss is RankLoss.SOFTMAX and (cfg.exposure.mode != "none" or cfg.user_content_in_score):
+            # Both enter the loss as a correction of the positive-minus-negative score difference.
+            raise ValueError(f"model.loss: softmax cannot train model.causal.exposure.mode="
+                             f"{cfg.exposure.mode!r} or user_content_in_score={cfg.user_content_in_score} "
+                             f"(pairwise score corrections); use model.loss: bpr")
         if not features:
             raise ValueError("CausalRec needs item content features (a dataset with modalities)")
         if cfg.eval_chunk_items < 0:
@@ -138,7 +146,7 @@ class CausalRec(nn.Module):
         self.cfg = cfg
         self.backbone = LightGCN(tables.num_users, tables.num_items, tables.dim, num_layers,
                                  None if self.sampled else adjacency, tables, reg_weight=reg_weight,
-                                 reg_type=reg_type, cfg=cfg.backbone, train=train, seed=seed)
+                                 reg_type=reg_type, cfg=cfg.backbone, train=train, seed=seed, ranking=ranking)
         dim = tables.dim
         names = sorted(features)
         self.projection = ModalityProjection({m: features[m].shape[1] for m in names}, dim, cfg.projection)
@@ -229,7 +237,8 @@ class CausalRec(nn.Module):
             margin = loo if margin is None else margin + loo
         out = bpr_loss_terms(*rows, triple_rows(r.ego_user, r.ego_item, users, pos, neg),
                              self.backbone.reg_weight, self.backbone.reg_type, margin=margin,
-                             weight=self.frontdoor.bpr_pair_weight(users, pos))
+                             weight=self.frontdoor.bpr_pair_weight(users, pos), ranking=self.backbone.ranking,
+                             ids=(pos, neg))
         content = r.content_item
         user_content = self.frontdoor.user_content(content)
         topo = self.frontdoor.topology_loss(users, pos, neg, user_content, content, r.id_user, r.id_item)

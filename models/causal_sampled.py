@@ -147,7 +147,8 @@ def sampled_forward(model: "CausalRec", users: torch.Tensor, pos: torch.Tensor,
     u, p, q = local[:b], local[b:b + pos.numel()] - num_u, local[b + pos.numel():] - num_u
     margin = model.exposure(pos) - model.exposure(neg) if model.exposure.enabled else None
     out = bpr_loss_terms(user[u], item[p], item[q], (ego[:num_u][u], ego[num_u:][p], ego[num_u:][q]),
-                         bb.reg_weight, bb.reg_type, margin=margin, weight=fd.bpr_pair_weight(users, pos))
+                         bb.reg_weight, bb.reg_type, margin=margin, weight=fd.bpr_pair_weight(users, pos),
+                         ranking=bb.ranking, ids=(pos, neg))
     topo = fd.topology_loss(u, p, q, content_user, content_item, id_user, id_item)
     if cfg.contrast.view == "mediator" and mediator is not None:
         view_user, view_item = mediator[:num_u], mediator[num_u:]

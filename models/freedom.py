@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_loaders.graph import CSR, lightgcn_adjacency
-from models.bpr import RegType, bpr_loss_terms, triple_rows
+from models.bpr import Ranking, RegType, bpr_loss_terms, triple_rows
 from models.embeddings import IdTables
 from models.knn import mixed_knn_graph
 from models.sparse_ops import SparseOperator
@@ -99,11 +99,14 @@ class Freedom(nn.Module):
         cfg: the model's options.
         seed: the run's seed; the pruned graph of epoch e depends on (seed, e) only.
         reg_weight, reg_type: the ego-embedding regulariser (see `models.bpr`).
+        ranking: the ranking term of the ID scores (BPR or sampled softmax, see `models.bpr`); the
+            per-modality terms stay BPR (MMRec's).
     """
 
     def __init__(self, num_users: int, num_items: int, dim: int, num_layers: int, tables: IdTables,
                  features: dict[str, torch.Tensor], train: CSR, cfg: FreedomConfig, seed: int,
-                 reg_weight: float = 0.0, reg_type: RegType | str = RegType.MMREC) -> None:
+                 reg_weight: float = 0.0, reg_type: RegType | str = RegType.MMREC,
+                 ranking: Ranking = Ranking()) -> None:
         super().__init__()
         if (tables.num_users, tables.num_items, tables.dim, tables.user_dim) != (num_users, num_items, dim, dim):
             raise ValueError(f"Freedom: tables are {tables.num_users} x {tables.num_items} x "
@@ -121,7 +124,7 @@ class Freedom(nn.Module):
         self.num_users, self.num_items, self.num_layers = num_users, num_items, num_layers
         # `train_graph`, not `train`: nn.Module.train() is the train/eval switch.
         self.tables, self.cfg, self.seed, self.train_graph = tables, cfg, seed, train
-        self.reg_weight, self.reg_type = reg_weight, RegType(reg_type)
+        self.reg_weight, self.reg_type, self.ranking = reg_weight, RegType(reg_type), ranking
         self.modalities = sorted(features)
         device = tables.device
         self.features = nn.ParameterDict({m: nn.Parameter(features[m].float().to(device).clone(),
@@ -181,7 +184,7 @@ class Freedom(nn.Module):
         user_all, item_all, ego_users, ego_items = self._propagate(self.train_adjacency)
         user_e, item_pos, item_neg = triple_rows(user_all, item_all, users, pos, neg)
         out = bpr_loss_terms(user_e, item_pos, item_neg, triple_rows(ego_users, ego_items, users, pos, neg),
-                             self.reg_weight, self.reg_type)
+                             self.reg_weight, self.reg_type, ranking=self.ranking, ids=(pos, neg))
         # Every projection and feature table enters every step's graph even at weight 0: DDP's
         # static graph needs each dense parameter used in every forward.
         modal = user_e.new_zeros(())

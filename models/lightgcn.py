@@ -32,7 +32,7 @@ from torch import nn
 
 from data_loaders.graph import CSR
 from data_loaders.neighbors import NeighborGraph, NeighborSampler, SampledSubgraph, sampling_rng
-from models.bpr import RegType, bpr_loss_terms, triple_rows
+from models.bpr import Ranking, RegType, bpr_loss_terms, triple_rows
 from models.embeddings import IdTables
 from models.sparse_ops import SparseOperator
 
@@ -152,6 +152,7 @@ class LightGCN(nn.Module):
         tables: the ID tables (sharded later by `trainer/sharding.py`).
         reg_weight: weight of the ego-embedding regulariser (see `models.bpr`).
         reg_type: `RegType` of the regulariser.
+        ranking: the ranking term (BPR or sampled softmax, see `models.bpr`).
         cfg: `LightGCNConfig` (graph mode and fanouts); None is full mode.
         train: the users x items training CSR; needed in sampled mode.
         seed: the run's seed; sampled mode draws step s of epoch e on rank r from
@@ -160,7 +161,8 @@ class LightGCN(nn.Module):
 
     def __init__(self, num_users: int, num_items: int, dim: int, num_layers: int, adjacency: torch.Tensor | None,
                  tables: IdTables, reg_weight: float, reg_type: RegType | str = RegType.MMREC, *,
-                 cfg: LightGCNConfig | None = None, train: CSR | None = None, seed: int = 0) -> None:
+                 cfg: LightGCNConfig | None = None, train: CSR | None = None, seed: int = 0,
+                 ranking: Ranking = Ranking()) -> None:
         super().__init__()
         cfg = cfg or LightGCNConfig()
         n = num_users + num_items
@@ -175,6 +177,7 @@ class LightGCN(nn.Module):
         self.tables = tables
         self.reg_weight = reg_weight
         self.reg_type = RegType(reg_type)
+        self.ranking = ranking
         self.cfg, self.seed = cfg, seed
         self.graph_mode = cfg.graph_mode
         self._epoch, self._step = 0, 0
@@ -277,11 +280,12 @@ class LightGCN(nn.Module):
             b = users.numel()
             u, p, q = index[:b], index[b:b + pos.numel()], index[b + pos.numel():]
             return bpr_loss_terms(mean[u], mean[p], mean[q], (ego[u], ego[p], ego[q]),
-                                  self.reg_weight, self.reg_type)
+                                  self.reg_weight, self.reg_type, ranking=self.ranking, ids=(pos, neg))
         ego_users, ego_items = self.tables.lookup_all()
         user_all, item_all = self._layer_mean(ego_users, ego_items)
         return bpr_loss_terms(*triple_rows(user_all, item_all, users, pos, neg),
-                              triple_rows(ego_users, ego_items, users, pos, neg), self.reg_weight, self.reg_type)
+                              triple_rows(ego_users, ego_items, users, pos, neg), self.reg_weight, self.reg_type,
+                              ranking=self.ranking, ids=(pos, neg))
 
     @torch.no_grad()
     def final_embeddings(self, uniform_exposure: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from data_loaders.graph import CSR
-from models.bpr import BPRMF, RegType
+from models.bpr import BPRMF, Ranking, RegType
 from models.causal import CausalConfig, CausalRec
 from models.embeddings import IdTables, InitScheme
 from models.freedom import Freedom, FreedomConfig
@@ -34,7 +34,7 @@ class ModelName(str, Enum):
 
 
 def _bpr(tables: IdTables, **args: Any) -> nn.Module:
-    return BPRMF(tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"])
+    return BPRMF(tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"], ranking=args["ranking"])
 
 
 def _adjacency(args: dict[str, Any]) -> torch.Tensor | None:
@@ -53,13 +53,13 @@ def _lightgcn(tables: IdTables, **args: Any) -> nn.Module:
         raise ValueError("build_model('lightgcn') with graph_mode 'sampled' needs the training graph")
     return LightGCN(args["num_users"], args["num_items"], args["dim"], args["num_layers"], adjacency,
                     tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"], cfg=cfg, train=args["train"],
-                    seed=args["seed"])
+                    seed=args["seed"], ranking=args["ranking"])
 
 
 def _vbpr(tables: IdTables, **args: Any) -> nn.Module:
     cfg = args["options"] or VBPRConfig()
     return VBPR(tables, concat_features(args["features"] or {}, cfg.modalities), reg_weight=args["reg_weight"],
-                reg_type=args["reg_type"])
+                reg_type=args["reg_type"], ranking=args["ranking"])
 
 
 def _freedom(tables: IdTables, **args: Any) -> nn.Module:
@@ -67,7 +67,7 @@ def _freedom(tables: IdTables, **args: Any) -> nn.Module:
         raise ValueError("build_model('freedom') needs the training graph and the item features")
     return Freedom(args["num_users"], args["num_items"], args["dim"], args["num_layers"], tables, args["features"],
                    args["train"], args["options"] or FreedomConfig(), args["seed"], reg_weight=args["reg_weight"],
-                   reg_type=args["reg_type"])
+                   reg_type=args["reg_type"], ranking=args["ranking"])
 
 
 def _causal(tables: IdTables, **args: Any) -> nn.Module:
@@ -78,7 +78,7 @@ def _causal(tables: IdTables, **args: Any) -> nn.Module:
         raise ValueError("build_model('causal') needs the training graph, its adjacency and the item features")
     return CausalRec(tables, num_layers=args["num_layers"], adjacency=adjacency, features=args["features"],
                      train=args["train"], reg_weight=args["reg_weight"], reg_type=args["reg_type"], cfg=cfg,
-                     seed=args["seed"])
+                     seed=args["seed"], ranking=args["ranking"])
 
 
 _BUILDERS: dict[ModelName, Callable[..., nn.Module]] = {
@@ -97,7 +97,8 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int,
                 dim: int, num_layers: int, reg_weight: float, init: InitScheme | str = InitScheme.XAVIER,
                 init_std: float = 0.1, reg_type: RegType | str = RegType.MMREC,
                 device: torch.device | str, features: dict[str, torch.Tensor] | None = None,
-                train: CSR | None = None, seed: int = 0, options: Any = None) -> nn.Module:
+                train: CSR | None = None, seed: int = 0, options: Any = None,
+                ranking: Ranking = Ranking()) -> nn.Module:
     """Build model `name` with freshly initialised ID tables on `device` (unsharded).
 
     Seed torch's RNG identically on every rank first; `trainer.sharding.shard_model` then
@@ -106,7 +107,8 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int,
     training graph, `seed` the run's seed (for per-epoch randomness identical on all ranks),
     `options` the model's own typed config section (e.g. `FreedomConfig`, `LightGCNConfig`), or None.
     `adjacency` (the normalised user-item adjacency) may be a zero-argument callable: it is then
-    built only for a model that uses it (full-graph LightGCN, the causal model).
+    built only for a model that uses it (full-graph LightGCN, the causal model). `ranking` is the
+    ranking term of every model's loss (BPR, or a sampled softmax: `models.bpr`).
     """
     try:
         key = ModelName(name)
@@ -116,4 +118,4 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int,
                       user_dim=dim * _USER_DIM_FACTOR.get(key, 1))
     return _BUILDERS[key](tables, num_users=num_users, num_items=num_items, adjacency=adjacency, dim=dim,
                           num_layers=num_layers, reg_weight=reg_weight, reg_type=reg_type, features=features,
-                          train=train, seed=seed, options=options)
+                          train=train, seed=seed, options=options, ranking=ranking)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.bpr import RegType, bpr_loss_terms
+from models.bpr import Ranking, RegType, bpr_loss_terms
 from models.embeddings import IdTables
 
 
@@ -48,10 +48,11 @@ class VBPR(nn.Module):
         tables: ID tables whose user table is twice as wide as the item table (`user_dim = 2 d`).
         features: [I, F] frozen item content features (row i = item i).
         reg_weight, reg_type: the L2 penalty on the scored vectors (see `models.bpr`).
+        ranking: the ranking term (BPR or sampled softmax, see `models.bpr`).
     """
 
     def __init__(self, tables: IdTables, features: torch.Tensor, reg_weight: float,
-                 reg_type: RegType | str = RegType.MMREC) -> None:
+                 reg_type: RegType | str = RegType.MMREC, ranking: Ranking = Ranking()) -> None:
         super().__init__()
         if tables.user_dim != 2 * tables.dim:
             raise ValueError(f"VBPR: the user table must be twice as wide as the item table, got "
@@ -61,6 +62,7 @@ class VBPR(nn.Module):
         self.tables = tables
         self.reg_weight = reg_weight
         self.reg_type = RegType(reg_type)
+        self.ranking = ranking
         self.content = nn.Linear(features.shape[1], tables.dim, device=tables.device)
         nn.init.xavier_normal_(self.content.weight)
         nn.init.zeros_(self.content.bias)
@@ -86,7 +88,8 @@ class VBPR(nn.Module):
         items = torch.cat([pos, neg])
         user_e, item_rows = self.tables.lookup(users, items)
         pos_e, neg_e = self._items(item_rows, self.features[items]).split(pos.numel())
-        return bpr_loss_terms(user_e, pos_e, neg_e, (user_e, pos_e, neg_e), self.reg_weight, self.reg_type)
+        return bpr_loss_terms(user_e, pos_e, neg_e, (user_e, pos_e, neg_e), self.reg_weight, self.reg_type,
+                              ranking=self.ranking, ids=(pos, neg))
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(user_all [U, 2d], item_all [I, 2d]). A collective once sharded."""

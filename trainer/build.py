@@ -18,6 +18,7 @@ from torch import nn
 from data_loaders.format import Split
 from data_loaders.graph import CSR, lightgcn_adjacency
 from data_loaders.stream import Dataset
+from models.bpr import Ranking
 from models.registry import build_model
 from trainer.config import Config
 
@@ -39,4 +40,5 @@ def build_from_config(cfg: Config, dataset: Dataset, splits: Mapping[Split, CSR]
                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,
                        features=features, train=train, seed=cfg.run.seed,
                        # the model's own typed section, e.g. cfg.model.freedom (None for bpr/lightgcn)
-                       options=getattr(cfg.model, cfg.model.name, None))
+                       options=getattr(cfg.model, cfg.model.name, None),
+                       ranking=Ranking(cfg.model.loss, cfg.model.softmax_temperature))

@@ -57,6 +57,8 @@ class ModelSection:
     embedding_dim: int = doc("Size d of every ID embedding.", 64)
     num_layers: int = doc("User-item propagation layers of lightgcn and freedom (ignored by bpr and vbpr).", 2)
     reg_weight: float = doc("L2 weight on the batch's layer-0 embeddings (vbpr: on its scored user and item vectors), divided by the batch size (MMRec's convention).", 1e-4)
+    loss: Literal["bpr", "softmax"] = doc("Ranking term of every model's loss: `bpr` (-log sigmoid(s_pos - s_neg), one sampled negative per positive; MMRec's) or `softmax` (sampled softmax: cross-entropy of each positive among the batch's distinct items, i.e. the other triples' positives and every sampled negative, over dot products / `softmax_temperature`; Wu et al. 2023). The causal model's exposure term and user content in the score need `bpr`.", "bpr")
+    softmax_temperature: float = doc("Temperature of the `softmax` ranking term's logits (> 0; smaller = sharper).", 1.0)
     init: Literal["xavier", "normal"] = doc("ID table initialisation: `xavier` uniform (MMRec) or `normal` with std `init_std`.", "xavier")
     init_std: float = doc("Standard deviation of `normal` initialisation.", 0.1)
     lightgcn: LightGCNConfig = field(default_factory=LightGCNConfig)

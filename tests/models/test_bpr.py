@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.bpr import BPRMF, bpr_loss_terms
+from models.bpr import BPRMF, Ranking, RankLoss, bpr_loss_terms, softmax_terms
 from models.embeddings import IdTables
 
 
@@ -71,3 +71,82 @@ def test_weighted_bpr_is_the_weighted_mean_and_zero_weight_stops_the_gradient():
     out["loss"].backward()
     assert p.grad[1].abs().sum() == 0 and p.grad[4].abs().sum() == 0  # weight 0: no pull on the positive
     assert p.grad[0].abs().sum() > 0
+
+
+SOFTMAX = Ranking(RankLoss.SOFTMAX, temperature=0.5)
+
+
+def test_softmax_is_the_cross_entropy_of_each_positive_among_the_batch_distinct_items():
+    g = torch.Generator().manual_seed(4)
+    items = torch.randn(6, 3, generator=g)
+    user = torch.randn(4, 3, generator=g)
+    # item 2 is two rows' positive and a negative; item 5 is a negative twice
+    pos_ids, neg_ids = torch.tensor([2, 0, 2, 3]), torch.tensor([5, 2, 1, 5])
+    got = softmax_terms(user, items[pos_ids], items[neg_ids], pos_ids, neg_ids, temperature=0.5)
+    candidates = [0, 1, 2, 3, 5]  # each distinct item once
+    for b in range(4):
+        logits = torch.stack([user[b] @ items[c] for c in candidates]) / 0.5
+        want = -torch.log_softmax(logits, 0)[candidates.index(int(pos_ids[b]))]
+        torch.testing.assert_close(got[b], want)
+
+
+def test_softmax_gradient_equals_the_one_through_a_table_of_distinct_items():
+    # every occurrence of an item carries the same row, so the gradient reaching the item table
+    # must not depend on which occurrence stands for it
+    g = torch.Generator().manual_seed(5)
+    table = torch.randn(6, 3, generator=g, requires_grad=True)
+    user = torch.randn(4, 3, generator=g)
+    pos_ids, neg_ids = torch.tensor([2, 0, 2, 3]), torch.tensor([5, 2, 1, 5])
+    softmax_terms(user, table[pos_ids], table[neg_ids], pos_ids, neg_ids, 1.0).sum().backward()
+    grad = table.grad.clone()
+    table.grad = None
+    candidates = torch.tensor([0, 1, 2, 3, 5])
+    logits = user @ table[candidates].t()
+    target = torch.tensor([2, 0, 2, 3])
+    torch.nn.functional.cross_entropy(logits, target, reduction="sum").backward()
+    torch.testing.assert_close(grad, table.grad)
+    assert float(grad[4].abs().max()) == 0  # item 4 is not in the batch
+
+
+def test_bpr_loss_terms_with_softmax_weights_and_regularises_as_bpr_does():
+    g = torch.Generator().manual_seed(6)
+    u, p, n = (torch.randn(3, 4, generator=g) for _ in range(3))
+    ids = (torch.tensor([0, 1, 2]), torch.tensor([3, 4, 0]))
+    w = torch.tensor([1.0, 0.0, 0.5])
+    out = bpr_loss_terms(u, p, n, (u, p, n), reg_weight=0.1, weight=w, ranking=SOFTMAX, ids=ids)
+    terms = softmax_terms(u, p, n, *ids, temperature=0.5)
+    torch.testing.assert_close(out["bpr"], (w * terms).sum() / w.sum())
+    plain = bpr_loss_terms(u, p, n, (u, p, n), reg_weight=0.1)
+    torch.testing.assert_close(out["reg"], plain["reg"])
+    torch.testing.assert_close(out["loss"], out["bpr"] + 0.1 * out["reg"])
+
+
+def test_softmax_refuses_a_margin_missing_ids_and_a_bad_temperature():
+    u = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="needs model.loss: bpr"):
+        bpr_loss_terms(u, u, u, (u,), 0.0, margin=torch.zeros(2), ranking=SOFTMAX, ids=(torch.arange(2),) * 2)
+    with pytest.raises(ValueError, match="item ids"):
+        bpr_loss_terms(u, u, u, (u,), 0.0, ranking=SOFTMAX)
+    with pytest.raises(ValueError, match="softmax_temperature must be > 0, got 0"):
+        Ranking("softmax", 0.0)
+    with pytest.raises(ValueError):
+        Ranking("hinge")
+
+
+def test_bprmf_trains_with_the_softmax():
+    torch.manual_seed(0)
+    model = BPRMF(IdTables(6, 5, 8, init="xavier_normal", device="cpu"), 0.0, ranking=SOFTMAX)
+    users, pos, neg = torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 0]), torch.tensor([4, 3, 0, 1, 2, 1])
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    losses = []
+    for _ in range(10):
+        opt.zero_grad()
+        out = model(users, pos, neg)
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert losses[-1] < losses[0] - 1e-3
+    with torch.no_grad():
+        user_w, item_w = model.tables.lookup_all()
+        want = softmax_terms(user_w[users], item_w[pos], item_w[neg], pos, neg, 0.5).mean()
+        torch.testing.assert_close(model(users, pos, neg)["bpr"], want)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from data_loaders.graph import CSR, lightgcn_adjacency
+from models.bpr import Ranking, softmax_terms
 from models.causal import CausalConfig, CausalRec
 from models.embeddings import IdTables
 
@@ -30,7 +31,7 @@ def _model(**switches: Any) -> CausalRec:
     cfg.frontdoor = dataclasses.replace(cfg.frontdoor, enabled=switches.get("frontdoor", True), warmup_epochs=1,
                                         refresh_every=1, keep_ratio=0.5)
     return CausalRec(IdTables(U, I, D), num_layers=2, adjacency=lightgcn_adjacency(train), features=features,
-                     train=train, reg_weight=1e-4, cfg=cfg)
+                     train=train, reg_weight=1e-4, cfg=cfg, ranking=switches.get("ranking", Ranking()))
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -116,6 +117,21 @@ def test_evaluation_embeddings_do_not_move_the_codebook() -> None:
 def test_negative_eval_chunk_items_is_refused() -> None:
     with pytest.raises(ValueError, match="eval_chunk_items must be >= 0"):
         _model(eval_chunk_items=-1)
+
+
+def test_softmax_ranking_term_trains_and_refuses_pairwise_score_corrections() -> None:
+    model = _model(ranking=Ranking("softmax", 0.5)).eval()  # eval: no EMA step between the two passes
+    users, pos, neg = _batch()
+    torch.manual_seed(7)
+    out = model(users, pos, neg)
+    torch.manual_seed(7)  # the same diffusion noise: the ranking term is the softmax of these rows
+    r = model.represent(rows=(torch.unique(users), torch.unique(torch.cat([pos, neg]))))
+    want = softmax_terms(r.user[users], r.item[pos], r.item[neg], pos, neg, 0.5).mean()
+    torch.testing.assert_close(out["bpr"].detach(), want, rtol=1e-5, atol=1e-6)
+    out["loss"].backward()
+    assert model.tables.ebc.embedding_bags["item"].weight.grad is not None
+    with pytest.raises(ValueError, match="softmax cannot train .*user_content_in_score=True"):
+        _model(user_content=True, ranking=Ranking("softmax"))
 
 
 def test_needs_features() -> None:

@@ -10,6 +10,7 @@ import torch
 
 from data_loaders.graph import CSR, lightgcn_adjacency
 from data_loaders.neighbors import NeighborGraph, NeighborSampler
+from models.bpr import Ranking
 from models.causal import CausalConfig, CausalRec
 from models.causal_sampled import profiles
 from models.embeddings import IdTables
@@ -26,7 +27,7 @@ def _graph() -> CSR:
 
 
 def _model(mode: str, fanout: int = 100, profile_fanout: int = 100, pruned_bpr_weight: float = 1.0,
-           **extra) -> CausalRec:
+           ranking: Ranking = Ranking(), **extra) -> CausalRec:
     torch.manual_seed(0)
     train = _graph()
     features = {"image": torch.randn(I, 6, generator=torch.Generator().manual_seed(1)),
@@ -37,7 +38,7 @@ def _model(mode: str, fanout: int = 100, profile_fanout: int = 100, pruned_bpr_w
     cfg.frontdoor = dataclasses.replace(cfg.frontdoor, warmup_epochs=1, refresh_every=1, keep_ratio=0.6,
                                         pruned_bpr_weight=pruned_bpr_weight)
     return CausalRec(IdTables(U, I, D), num_layers=2, adjacency=lightgcn_adjacency(train) if mode == "full" else None,
-                     features=features, train=train, reg_weight=1e-3, cfg=cfg, seed=0)
+                     features=features, train=train, reg_weight=1e-3, cfg=cfg, seed=0, ranking=ranking)
 
 
 def _batch(train: CSR) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,11 +68,13 @@ def _compare(full: CausalRec, sampled: CausalRec) -> None:
             assert p.grad is None or float(p.grad.abs().max()) == 0, name
 
 
-@pytest.mark.parametrize("pruned_bpr_weight", [1.0, 0.2])
-def test_full_fanout_step_equals_the_full_graph_step_before_and_after_a_refresh(pruned_bpr_weight: float) -> None:
+@pytest.mark.parametrize("pruned_bpr_weight,loss", [(1.0, "bpr"), (0.2, "bpr"), (0.2, "softmax")])
+def test_full_fanout_step_equals_the_full_graph_step_before_and_after_a_refresh(pruned_bpr_weight: float,
+                                                                                loss: str) -> None:
     # Eval mode: no EMA step, no diffusion noise, so both steps see the same codebook and content.
-    full = _model("full", pruned_bpr_weight=pruned_bpr_weight).eval()
-    sampled = _model("sampled", pruned_bpr_weight=pruned_bpr_weight).eval()
+    ranking = Ranking(loss, 0.5)
+    full = _model("full", pruned_bpr_weight=pruned_bpr_weight, ranking=ranking).eval()
+    sampled = _model("sampled", pruned_bpr_weight=pruned_bpr_weight, ranking=ranking).eval()
     with torch.no_grad():  # open the gates, so the back-door and front-door terms are in the score
         for m in (full, sampled):
             m.gate_backdoor.fill_(0.3)

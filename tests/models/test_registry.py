@@ -72,3 +72,13 @@ def test_a_lazy_adjacency_is_built_only_by_models_that_use_it():
     assert calls == []  # neither BPR nor sampled LightGCN propagates the full graph
     model = build_model("lightgcn", adjacency=lazy, **ARGS)
     assert calls == [1] and model.adjacency is not None
+
+
+def test_the_ranking_term_reaches_every_model_that_scores_pairs():
+    from models.bpr import Ranking
+    ranking = Ranking("softmax", 0.3)
+    for name in ("bpr", "lightgcn"):
+        model = build_model(name, adjacency=_adjacency(), ranking=ranking, **ARGS)
+        assert model.ranking == ranking
+        plain = build_model(name, adjacency=_adjacency(), **ARGS)
+        assert plain.ranking.loss.value == "bpr"
