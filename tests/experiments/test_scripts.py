@@ -267,6 +267,23 @@ def test_capacity_confirm2_script_trains_the_config_and_both_candidates_on_seeds
         assert ("--model.embedding_dim=256" in line) == ("dim256" in name)
 
 
+def test_softmax_probe_script_trains_each_temperature_and_the_confirmation_subset(tmp_path: Path) -> None:
+    dry = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    temps = {"t1": "1.0", "t02": "0.2", "t005": "0.05"}
+    assert sorted(runs) == sorted(["tiktok_causal_s0", *(f"tiktok_causal_softmax_{t}_s0" for t in temps)])
+    assert "--model.loss" not in runs["tiktok_causal_s0"]
+    for t, value in temps.items():
+        line = runs[f"tiktok_causal_softmax_{t}_s0"]
+        assert "--model.loss=softmax" in line and f"--model.softmax_temperature={value}" in line
+    confirm = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1", SEEDS="7 8 9", VARIANTS="softmax_t02")
+    names = sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm.stdout.splitlines() if "main.py" in ln)
+    assert names == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_softmax_t02") for s in (7, 8, 9))
+    typo = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="softmax_t3")
+    assert typo.returncode != 0 and "unknown variant 'softmax_t3'" in typo.stderr
+
+
 def test_baseline_dim_script_trains_every_baseline_128_wide_on_the_table_seeds(tmp_path: Path) -> None:
     dry = _script("tiktok_baseline_dim.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
