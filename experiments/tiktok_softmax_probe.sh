@@ -8,6 +8,9 @@
 #   runs/tiktok_causal_softmax_t1_s<seed>    --model.loss=softmax --model.softmax_temperature=1.0
 #   runs/tiktok_causal_softmax_t02_s<seed>   ... temperature 0.2
 #   runs/tiktok_causal_softmax_t005_s<seed>  ... temperature 0.05
+#   second round (VARIANTS="softmax_t02_lr3e4 softmax_t02_lr1e4 softmax_t005_lr3e4 softmax_t005_lr1e4"):
+#   runs/tiktok_causal_softmax_t<T>_lr<L>_s<seed>  temperature T and --train.learning_rate=3e-4 / 1e-4
+#                                          (the first round peaked within 4-11 epochs, then overfitted)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_softmax_probe.sh
@@ -19,22 +22,30 @@ SEEDS=${SEEDS:-0}
 source experiments/lib.sh
 VARIANTS=${VARIANTS:-softmax_t1 softmax_t02 softmax_t005}
 
-# temperature VARIANT: the softmax temperature of the variant.
-temperature() {
-  case $1 in
-    softmax_t1)   echo 1.0 ;;
-    softmax_t02)  echo 0.2 ;;
-    softmax_t005) echo 0.05 ;;
+# overrides VARIANT: the variant's overrides beyond the loss (softmax_t<T>[_lr<L>]).
+overrides() {
+  local temp lr=""
+  case ${1%_lr*} in
+    softmax_t1)   temp=1.0 ;;
+    softmax_t02)  temp=0.2 ;;
+    softmax_t005) temp=0.05 ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
+  case $1 in
+    *_lr3e4) lr=3e-4 ;;
+    *_lr1e4) lr=1e-4 ;;
+    *_lr*) echo "error: unknown variant '$1'" >&2; return 1 ;;
+  esac
+  echo "--model.softmax_temperature=$temp${lr:+ --train.learning_rate=$lr}"
 }
-for variant in $VARIANTS; do temperature "$variant" > /dev/null; done  # a typo fails before anything starts
+for variant in $VARIANTS; do overrides "$variant" > /dev/null; done  # a typo fails before anything starts
 
 for seed in $SEEDS; do
   train "tiktok_causal_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}"
   for variant in $VARIANTS; do
+    read -r -a extra <<< "$(overrides "$variant")"
     train "tiktok_causal_${variant}_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" \
-        --model.loss=softmax "--model.softmax_temperature=$(temperature "$variant")"
+        --model.loss=softmax "${extra[@]}"
   done
 done
 finish

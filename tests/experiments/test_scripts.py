@@ -280,8 +280,17 @@ def test_softmax_probe_script_trains_each_temperature_and_the_confirmation_subse
     confirm = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1", SEEDS="7 8 9", VARIANTS="softmax_t02")
     names = sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm.stdout.splitlines() if "main.py" in ln)
     assert names == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_softmax_t02") for s in (7, 8, 9))
-    typo = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="softmax_t3")
-    assert typo.returncode != 0 and "unknown variant 'softmax_t3'" in typo.stderr
+    for bad in ("softmax_t3", "softmax_t02_lr5"):
+        typo = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1", VARIANTS=bad)
+        assert typo.returncode != 0 and f"unknown variant '{bad}'" in typo.stderr
+    second = _script("tiktok_softmax_probe.sh", tmp_path, DRY_RUN="1",
+                     VARIANTS="softmax_t02_lr3e4 softmax_t02_lr1e4 softmax_t005_lr3e4 softmax_t005_lr1e4")
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in second.stdout.splitlines() if "main.py" in ln}
+    for t, value in (("t02", "0.2"), ("t005", "0.05")):
+        for lr, lr_value in (("lr3e4", "3e-4"), ("lr1e4", "1e-4")):
+            line = runs[f"tiktok_causal_softmax_{t}_{lr}_s0"]
+            assert f"--model.softmax_temperature={value} --train.learning_rate={lr_value}" in line
+            assert "--model.loss=softmax" in line
 
 
 def test_baseline_dim_script_trains_every_baseline_128_wide_on_the_table_seeds(tmp_path: Path) -> None:
