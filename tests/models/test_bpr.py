@@ -27,18 +27,26 @@ def test_forward_scores_dot_products_of_ego_rows():
         torch.testing.assert_close(out[key], want[key])
 
 
-def test_gradients_are_finite_and_sgd_lowers_the_loss():
-    model = _model()
-    users, pos, neg = torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 0]), torch.tensor([4, 3, 0, 1, 2, 1])
+TRIPLES = torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 0]), torch.tensor([4, 3, 0, 1, 2, 1])
+
+
+def _sgd_losses(model: BPRMF, steps: int = 10) -> tuple[list[float], bool]:
+    """Losses of `steps` SGD steps (lr 1) on TRIPLES, and whether every step's gradient was finite."""
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    losses = []
-    for _ in range(10):
+    losses, finite = [], True
+    for _ in range(steps):
         opt.zero_grad()
-        out = model(users, pos, neg)
+        out = model(*TRIPLES)
         out["loss"].backward()
-        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        finite = finite and all(bool(torch.isfinite(p.grad).all()) for p in model.parameters())
         opt.step()
         losses.append(float(out["loss"].detach()))
+    return losses, finite
+
+
+def test_gradients_are_finite_and_sgd_lowers_the_loss():
+    losses, finite = _sgd_losses(_model())
+    assert finite
     assert all(np.isfinite(losses)) and losses[-1] < losses[0] - 1e-3
 
 
@@ -136,16 +144,9 @@ def test_softmax_refuses_a_margin_missing_ids_and_a_bad_temperature():
 def test_bprmf_trains_with_the_softmax():
     torch.manual_seed(0)
     model = BPRMF(IdTables(6, 5, 8, init="xavier_normal", device="cpu"), 0.0, ranking=SOFTMAX)
-    users, pos, neg = torch.arange(6), torch.tensor([0, 1, 2, 3, 4, 0]), torch.tensor([4, 3, 0, 1, 2, 1])
-    opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    losses = []
-    for _ in range(10):
-        opt.zero_grad()
-        out = model(users, pos, neg)
-        out["loss"].backward()
-        opt.step()
-        losses.append(float(out["loss"].detach()))
+    losses, _ = _sgd_losses(model)
     assert losses[-1] < losses[0] - 1e-3
+    users, pos, neg = TRIPLES
     with torch.no_grad():
         user_w, item_w = model.tables.lookup_all()
         want = softmax_terms(user_w[users], item_w[pos], item_w[neg], pos, neg, 0.5).mean()
