@@ -301,3 +301,16 @@ def test_baseline_dim_script_trains_every_baseline_128_wide_on_the_table_seeds(t
     for name, line in runs.items():
         model = name.split("_")[1]
         assert f"--config configs/tiktok_{model}.yaml" in line and "--model.embedding_dim=128" in line
+
+
+def test_sweep128_confirm_script_trains_the_config_and_the_best_trial_on_seeds_7_to_9(tmp_path: Path) -> None:
+    dry = _script("tiktok_sweep128_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_sweep128") for s in (7, 8, 9))
+    for name, line in runs.items():
+        assert f"--run.seed={name[-1]}" in line
+        swept = "sweep128" in name
+        assert ("--model.causal.backdoor.coarse_codes=32" in line) == swept
+        assert ("--train.learning_rate=0.004759796075269917" in line) == swept
+        assert line.count("--model.") + line.count("--train.") == (7 + 1 if swept else 0)
