@@ -314,3 +314,15 @@ def test_sweep128_confirm_script_trains_the_config_and_the_best_trial_on_seeds_7
         assert ("--model.causal.backdoor.coarse_codes=32" in line) == swept
         assert ("--train.learning_rate=0.004759796075269917" in line) == swept
         assert line.count("--model.") + line.count("--train.") == (7 + 1 if swept else 0)
+
+
+def test_frontdoor_confirm_script_trains_the_config_and_both_variants_on_seeds_7_to_9(tmp_path: Path) -> None:
+    dry = _script("tiktok_frontdoor_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_no_frontdoor", "_no_topology")
+                                  for s in (7, 8, 9))
+    for name, line in runs.items():
+        assert f"--run.seed={name[-1]}" in line
+        assert ("--model.causal.frontdoor.enabled=false" in line) == ("no_frontdoor" in name)
+        assert ("--model.causal.frontdoor.topology_reconstruction=false" in line) == ("no_topology" in name)
