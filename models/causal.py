@@ -34,6 +34,7 @@ from models.exposure import ExposureConfig, ExposureTerm
 from models.frontdoor import FrontDoor, FrontdoorConfig
 from models.lightgcn import LightGCN, LightGCNConfig
 from models.projection import ModalityProjection, ProjectionConfig
+from models.views import Views, ViewsConfig
 
 
 @dataclass
@@ -47,6 +48,7 @@ class CausalConfig:
     contrast: ContrastConfig = field(default_factory=ContrastConfig)
     exposure: ExposureConfig = field(default_factory=ExposureConfig)
     backbone: LightGCNConfig = field(default_factory=LightGCNConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
     profile_fanout: int = field(default=20, metadata={"doc": (
         "With backbone.graph_mode: sampled, at most this many of a batch user's training items (uniform, without "
         "replacement, drawn every step) make its content profile c_u, an unbiased estimate of the mean over all "
@@ -97,15 +99,20 @@ class Representations:
     gate_frontdoor: torch.Tensor | float = 1.0  # g_fd
     content_user: torch.Tensor | None = None    # c_u [U, d] in h_u (causal.user_content_in_score), else None
     gate_user_content: torch.Tensor | float = 0.0  # g_uc
+    view_user: torch.Tensor | None = None  # v_u / ||v_u|| [U, d] (causal.views), else None
+    view_item: torch.Tensor | None = None  # v_i / ||v_i|| [I, d]
 
     @property
     def user(self) -> torch.Tensor:
         user = self.id_user + self.gate_frontdoor * self.frontdoor_user
+        if self.view_user is not None:
+            user = user + self.view_user
         return user if self.content_user is None else user + self.gate_user_content * self.content_user
 
     @property
     def item(self) -> torch.Tensor:
-        return self.id_item + self.gate_backdoor * self.backdoor_item + self.gate_frontdoor * self.frontdoor_item
+        item = self.id_item + self.gate_backdoor * self.backdoor_item + self.gate_frontdoor * self.frontdoor_item
+        return item if self.view_item is None else item + self.view_item
 
 
 class CausalRec(nn.Module):
@@ -161,6 +168,9 @@ class CausalRec(nn.Module):
         self.frontdoor = FrontDoor(tables.num_users, tables.num_items, edge_user, edge_item, dim, cfg.frontdoor,
                                    chunk_edges=cfg.backbone.eval_chunk_edges if self.sampled else None)
         self.exposure = ExposureTerm(torch.bincount(edge_item, minlength=tables.num_items), cfg.exposure)
+        # Registered only when used: checkpoints of other configs are unchanged.
+        self.views = (Views(tables.num_users, tables.num_items, dim, train, features, cfg.views, tables.device)
+                      if cfg.views.enabled else None)
         self.gate_backdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)), requires_grad=cfg.content_in_score)
         if not cfg.content_in_score:
             self.gate_backdoor.data.zero_()
@@ -180,6 +190,8 @@ class CausalRec(nn.Module):
         self.inputs = {m: f.to(device) for m, f in self.inputs.items()}
         self.frontdoor.to(device)
         self.exposure.to(device)
+        if self.views is not None:
+            self.views.to_device(device)
         return self
 
     @torch.no_grad()
@@ -220,9 +232,10 @@ class CausalRec(nn.Module):
         content_user, gate_uc = None, 0.0
         if self.cfg.user_content_in_score:
             content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content
+        view_user, view_item = self.views() if self.views is not None else (None, None)
         return Representations(ego_user, ego_item, id_user, id_item, scored, fd.user, fd.item,
                                confounder, x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor,
-                               self.gate_frontdoor, content_user, gate_uc)
+                               self.gate_frontdoor, content_user, gate_uc, view_user, view_item)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
@@ -252,6 +265,9 @@ class CausalRec(nn.Module):
         out.update(r.losses)
         out["topo"] = topo
         out["contrast"] = cl
+        if self.views is not None:
+            out["views"] = self.views.loss(users, torch.cat([pos, neg]), r.user, r.view_user, r.item, r.view_item)
+            out["loss"] = out["loss"] + out["views"]
         return out
 
     def _leave_one_out(self, r: Representations, users: torch.Tensor, pos: torch.Tensor,

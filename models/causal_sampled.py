@@ -55,6 +55,9 @@ def check_sampled_config(cfg: "CausalConfig") -> "CausalConfig":
                          "'sampled' (it would run the content path on the whole sampled neighbourhood)")
     if cfg.user_content_in_score:
         raise ValueError("causal model: user_content_in_score is not available with backbone.graph_mode 'sampled'")
+    if cfg.views.enabled:
+        raise ValueError("causal model: views.enabled is not available with backbone.graph_mode 'sampled' (the views "
+                         "propagate whole tables on A_uu and S_ii every step)")
     if cfg.profile_fanout < 1:
         raise ValueError(f"causal model: profile_fanout must be >= 1, got {cfg.profile_fanout}")
     # Each rank quantises its own batch's items: the codebook's EMA must see every rank's statistics.

@@ -77,6 +77,8 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     # float64 parts: their sum equals the float32 score to rounding, whatever the item norms.
     h_u = r.user[user].double()
     parts = {"id": (r.id_item, 1.0), "backdoor": (r.backdoor_item, g_bd), "frontdoor": (r.frontdoor_item, g_fd)}
+    if r.view_item is not None:  # causal.views: the item's content-kNN view is a fourth part of h_i
+        parts["views"] = (r.view_item, 1.0)
     values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
     out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
     if r.content_user is not None:  # causal.user_content_in_score: h_u also holds g_uc c_u
@@ -157,14 +159,19 @@ def render_user(rep: dict[str, Any]) -> str:
         lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {t['held_out']} |" for t in rep["top"]]
         return "\n".join(lines + ["", f"Note: {rep['note']}.", ""])
     g = rep["gates"]
-    user_terms = "ẽ_u + g_fd h_u^fd" + (" + g_uc c_u" if "user_content" in g else "")
+    views = bool(rep["top"]) and "views" in rep["top"][0]  # causal.views: a fourth part, v_i / ||v_i||
+    user_terms = ("ẽ_u + g_fd h_u^fd" + (" + g_uc c_u" if "user_content" in g else "")
+                  + (" + v_u/||v_u||" if views else ""))
     user_gate = f", g_uc = {g['user_content']:.4f}" if "user_content" in g else ""
-    lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>, "
-              f"h_u = {user_terms} (docs/MODEL.md §5); gates g_bd = {g['backdoor']:.4f}, "
+    lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>"
+              + (" + views <h_u, v_i/||v_i||>" if views else "")
+              + f", h_u = {user_terms} (docs/MODEL.md §5, §4c); gates g_bd = {g['backdoor']:.4f}, "
               f"g_fd = {g['frontdoor']:.4f}{user_gate}.", "",
-              "| rank | item | score | ID | back-door | front-door | codes | held out |", "|---|---|---|---|---|---|---|---|"]
+              "| rank | item | score | ID | back-door | front-door |" + (" views |" if views else "")
+              + " codes | held out |", "|---|---|---|---|---|---|" + ("---|" if views else "") + "---|---|"]
     lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {_num(t['id'])} | {_num(t['backdoor'])} | "
-              f"{_num(t['frontdoor'])} | {'/'.join(map(str, t['codes'])) or '—'} | {t['held_out']} |" for t in rep["top"]]
+              f"{_num(t['frontdoor'])} |" + (f" {_num(t['views'])} |" if views else "")
+              + f" {'/'.join(map(str, t['codes'])) or '—'} | {t['held_out']} |" for t in rep["top"]]
     if rep.get("exposure"):
         lines += ["", f"Ranked under do(uniform exposure): the exposure term b_i ({rep['exposure']}, docs/MODEL.md §4b) "
                   "is trained with the score and left out of it; per item: "

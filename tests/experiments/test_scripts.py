@@ -326,3 +326,18 @@ def test_frontdoor_confirm_script_trains_the_config_and_both_variants_on_seeds_7
         assert f"--run.seed={name[-1]}" in line
         assert ("--model.causal.frontdoor.enabled=false" in line) == ("no_frontdoor" in name)
         assert ("--model.causal.frontdoor.topology_reconstruction=false" in line) == ("no_topology" in name)
+
+
+def test_views_probe_script_trains_both_variants_and_the_confirmation_subset(tmp_path: Path) -> None:
+    dry = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(runs) == ["tiktok_causal_s0", "tiktok_causal_views_s0", "tiktok_causal_views_top10_s0"]
+    for name, line in runs.items():
+        assert ("--model.causal.views.enabled=true" in line) == ("views" in name)
+        assert ("--model.causal.views.user_top_k=10" in line) == ("top10" in name)
+    confirm = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1", SEEDS="7 8 9", VARIANTS="views_top10")
+    names = sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm.stdout.splitlines() if "trainer/main.py" in ln)
+    assert names == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_views_top10") for s in (7, 8, 9))
+    bad = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="views_top99")
+    assert bad.returncode != 0 and "unknown variant 'views_top99'" in bad.stderr

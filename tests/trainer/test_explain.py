@@ -173,6 +173,22 @@ def test_cli_user_markdown_and_json(causal_run, capsys) -> None:
     assert rep["user"] == 5 and len(rep["top"]) == 7 and rep["decomposed"]
 
 
+def test_views_restore_and_are_a_fourth_part_of_the_score(tiny_synthetic, tmp_path: Path, capsys) -> None:
+    # causal.views adds a second, sharded IdTables: checkpointed, restored, and shown as its own part.
+    run = _world_of_one([f"--data.url={tiny_synthetic}", *CAUSAL, "--model.causal.views.enabled=true"],
+                        tmp_path / "views", epochs=1)
+    exp = _expected(run)
+    user, item = restore_run(run).model.final_embeddings()
+    assert torch.allclose(user, exp["user"], atol=1e-5) and torch.allclose(item, exp["item"], atol=1e-5)
+    assert main(["--run", run, "--user", "4", "--k", "6", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    for t in rep["top"]:
+        assert t["id"] + t["backdoor"] + t["frontdoor"] + t["views"] == pytest.approx(t["score"], abs=1e-5)
+    assert any(abs(t["views"]) > 1e-3 for t in rep["top"])
+    assert main(["--run", run, "--user", "4", "--k", "6"]) == 0
+    assert "| rank | item | score | ID | back-door | front-door | views | codes | held out |" in capsys.readouterr().out
+
+
 def test_non_causal_model_prints_scores_only(tiny_synthetic, tmp_path: Path, capsys) -> None:
     run = _world_of_one([f"--data.url={tiny_synthetic}", "--model.name=lightgcn", "--model.embedding_dim=16"],
                         tmp_path / "lgcn", epochs=1)

@@ -99,7 +99,9 @@ def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: P
         "model.name": "causal", "train.epochs": 3, "model.causal.backdoor.coarse_codes": 4,
         "model.causal.backdoor.fine_codes": 8, "model.causal.frontdoor.warmup_epochs": 1,
         "model.causal.frontdoor.refresh_every": 1, "model.causal.exposure.mode": "degree",
-        "model.causal.backbone.graph_mode": graph_mode, "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5})
+        "model.causal.backbone.graph_mode": graph_mode, "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5,
+        # The full-graph run also carries the user/item views: a second IdTables, sharded with the others.
+        "model.causal.views.enabled": graph_mode == "full"})
     out = fit(cfg)
     assert out["epoch"] == 3 and out["best_valid"]["recall@20"] > 0
     kept = [h["frontdoor/kept_fraction"] for h in out["history"] if "frontdoor/kept_fraction" in h]
@@ -107,6 +109,7 @@ def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: P
     assert all(h["loss"] == h["loss"] for h in out["history"])  # no NaN
     # The codebook is a TorchRec table (backdoor.store: table) planned and sharded with the ID tables.
     assert "backdoor.codebook.ebc.codes_coarse: table_wise" in out["plan"], out["plan"]
+    assert ("views.tables.ebc.user: table_wise" in out["plan"]) == (graph_mode == "full"), out["plan"]
 
 
 def test_early_stop_waits_for_min_epochs(ray_session, tiny_synthetic, tmp_path: Path) -> None:

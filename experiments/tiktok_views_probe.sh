@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The user-user and item-item views (`model.causal.views`, models/views.py, after MMHCL) for the
+# causal model on TikTok; exploratory on seed 0, valid only (the rule that reads these runs, fixed
+# before them, is in docs/RESULTS.md "TikTok: co-interaction and content views"). Default SEEDS=0;
+# SEEDS="7 8 9" VARIANTS=<the chosen one> is the confirmation.
+#
+#   runs/tiktok_causal_s<seed>               configs/tiktok_causal.yaml (skipped when present)
+#   runs/tiktok_causal_views_s<seed>         --model.causal.views.enabled=true (MMHCL's values)
+#   runs/tiktok_causal_views_top10_s<seed>   the same, each user's 10 strongest co-interaction neighbours only
+#
+#   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
+#       bash experiments/tiktok_views_probe.sh
+#
+# Finished runs are skipped; see experiments/lib.sh for RUNS, JOBS, SEEDS, LOGS, EXTRA_ARGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-0}
+source experiments/lib.sh
+VARIANTS=${VARIANTS:-views views_top10}
+
+# overrides VARIANT: the variant's overrides beyond switching the views on.
+overrides() {
+  case $1 in
+    views)       echo "" ;;
+    views_top10) echo "--model.causal.views.user_top_k=10" ;;
+    *) echo "error: unknown variant '$1'" >&2; return 1 ;;
+  esac
+}
+for variant in $VARIANTS; do overrides "$variant" > /dev/null; done  # a typo fails before anything starts
+
+for seed in $SEEDS; do
+  train "tiktok_causal_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}"
+  for variant in $VARIANTS; do
+    read -r -a extra <<< "$(overrides "$variant")"
+    train "tiktok_causal_${variant}_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" \
+        --model.causal.views.enabled=true ${extra[@]+"${extra[@]}"}
+  done
+done
+finish
+groups=(tiktok_causal)
+for variant in $VARIANTS; do groups+=("tiktok_causal_${variant}"); done
+report_groups "${groups[@]}"
