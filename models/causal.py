@@ -101,18 +101,19 @@ class Representations:
     gate_user_content: torch.Tensor | float = 0.0  # g_uc
     view_user: torch.Tensor | None = None  # v_u / ||v_u|| [U, d] (causal.views), else None
     view_item: torch.Tensor | None = None  # v_i / ||v_i|| [I, d]
+    gate_views: torch.Tensor | float = 1.0  # g_v
 
     @property
     def user(self) -> torch.Tensor:
         user = self.id_user + self.gate_frontdoor * self.frontdoor_user
         if self.view_user is not None:
-            user = user + self.view_user
+            user = user + self.gate_views * self.view_user
         return user if self.content_user is None else user + self.gate_user_content * self.content_user
 
     @property
     def item(self) -> torch.Tensor:
         item = self.id_item + self.gate_backdoor * self.backdoor_item + self.gate_frontdoor * self.frontdoor_item
-        return item if self.view_item is None else item + self.view_item
+        return item if self.view_item is None else item + self.gate_views * self.view_item
 
 
 class CausalRec(nn.Module):
@@ -169,8 +170,8 @@ class CausalRec(nn.Module):
                                    chunk_edges=cfg.backbone.eval_chunk_edges if self.sampled else None)
         self.exposure = ExposureTerm(torch.bincount(edge_item, minlength=tables.num_items), cfg.exposure)
         # Registered only when used: checkpoints of other configs are unchanged.
-        self.views = (Views(tables.num_users, tables.num_items, dim, train, features, cfg.views, tables.device)
-                      if cfg.views.enabled else None)
+        self.views = (Views(tables.num_users, tables.num_items, dim, train, features, cfg.views, tables.device,
+                            gate_init=cfg.gate_init) if cfg.views.enabled else None)
         self.gate_backdoor = nn.Parameter(torch.tensor(float(cfg.gate_init)), requires_grad=cfg.content_in_score)
         if not cfg.content_in_score:
             self.gate_backdoor.data.zero_()
@@ -233,9 +234,10 @@ class CausalRec(nn.Module):
         if self.cfg.user_content_in_score:
             content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content
         view_user, view_item = self.views() if self.views is not None else (None, None)
+        gate_views = self.views.gate if self.views is not None and self.views.gate is not None else 1.0
         return Representations(ego_user, ego_item, id_user, id_item, scored, fd.user, fd.item,
                                confounder, x_bd, fd.mediator_user, fd.mediator_item, losses, self.gate_backdoor,
-                               self.gate_frontdoor, content_user, gate_uc, view_user, view_item)
+                               self.gate_frontdoor, content_user, gate_uc, view_user, view_item, gate_views)
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""

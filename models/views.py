@@ -4,7 +4,7 @@ Two more embedding tables t_u, t_i (a second `IdTables`, sharded like the ID tab
 propagated on a fixed graph and added, L2-normalised, to the score's representations:
 
     v_u = A_uu^{L_u} t_u,   v_i = S_ii^{L_i} t_i,
-    h_u <- h_u + v_u / ||v_u||,   h_i <- h_i + v_i / ||v_i||,
+    h_u <- h_u + g_v v_u / ||v_u||,   h_i <- h_i + g_v v_i / ||v_i||   (g_v = 1, or learned: `gated`),
     L_views = lambda_v (InfoNCE(h_u, v_u) + InfoNCE(h_i, v_i))   (the batch's distinct users / items)
 
 A_uu links users who share training items, each row normalised by the shared-item counts (R R^T
@@ -60,6 +60,8 @@ class ViewsConfig:
     loss_weight: float = _doc("lambda_v: weight of the two InfoNCE terms (MMHCL: 0.03 users, 0.07 items).", 0.05)
     temperature: float = _doc("tau of the views' InfoNCE (MMHCL: 0.6).", 0.6)
     max_nodes: int = _doc("At most this many distinct users (and items) of the batch enter each InfoNCE.", 1024)
+    gated: bool = _doc("Scale both views in the score by a learned scalar g_v initialised at `model.causal.gate_init` "
+                       "(as g_bd, g_fd): the model starts as without them. false: added at full weight (MMHCL).", False)
 
 
 def check_views_config(cfg: ViewsConfig) -> None:
@@ -111,11 +113,12 @@ class Views(nn.Module):
         train: the training graph (A_uu).
         features: raw item features per modality (S_ii: equal-weight mix of per-modality kNN graphs).
         cfg: `ViewsConfig`.
+        gate_init: g_v's initial value with `cfg.gated`.
         device: the compute device (the tables are built there; `shard_model` shards them).
     """
 
     def __init__(self, num_users: int, num_items: int, dim: int, train: CSR, features: dict[str, torch.Tensor],
-                 cfg: ViewsConfig, device: torch.device | str = "cpu") -> None:
+                 cfg: ViewsConfig, device: torch.device | str = "cpu", gate_init: float = 0.0) -> None:
         super().__init__()
         check_views_config(cfg)
         self.cfg = cfg
@@ -125,6 +128,9 @@ class Views(nn.Module):
         item_graph = mixed_knn_graph({m: f.float() for m, f in features.items()},
                                      {m: 1.0 for m in features}, cfg.item_knn_k)
         self.item_graph = SparseOperator(item_graph).to(device)
+        # g_v (views.gated), registered only when used. The InfoNCE reads the unscaled views: at
+        # g_v = 0 a scaled view would have no direction to compare.
+        self.gate = nn.Parameter(torch.tensor(float(gate_init))) if cfg.gated else None
 
     def to_device(self, device: torch.device | str) -> "Views":
         self.user_graph, self.item_graph = self.user_graph.to(device), self.item_graph.to(device)

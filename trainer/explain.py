@@ -78,9 +78,11 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     h_u = r.user[user].double()
     parts = {"id": (r.id_item, 1.0), "backdoor": (r.backdoor_item, g_bd), "frontdoor": (r.frontdoor_item, g_fd)}
     if r.view_item is not None:  # causal.views: the item's content-kNN view is a fourth part of h_i
-        parts["views"] = (r.view_item, 1.0)
+        parts["views"] = (r.view_item, float(r.gate_views))
     values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
     out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
+    if r.view_item is not None:
+        out["gates"]["views"] = float(r.gate_views)
     if r.content_user is not None:  # causal.user_content_in_score: h_u also holds g_uc c_u
         out["gates"]["user_content"] = float(r.gate_user_content)
     codes = model.backdoor.assign(r.confounder[items]) if model.cfg.backdoor.enabled else ()
@@ -161,10 +163,10 @@ def render_user(rep: dict[str, Any]) -> str:
     g = rep["gates"]
     views = bool(rep["top"]) and "views" in rep["top"][0]  # causal.views: a fourth part, v_i / ||v_i||
     user_terms = ("ẽ_u + g_fd h_u^fd" + (" + g_uc c_u" if "user_content" in g else "")
-                  + (" + v_u/||v_u||" if views else ""))
+                  + (" + g_v v_u/||v_u||" if views else ""))
     user_gate = f", g_uc = {g['user_content']:.4f}" if "user_content" in g else ""
     lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>"
-              + (" + views <h_u, v_i/||v_i||>" if views else "")
+              + (f" + views <h_u, g_v v_i/||v_i||> (g_v = {g['views']:.4f})" if views else "")
               + f", h_u = {user_terms} (docs/MODEL.md §5, §4c); gates g_bd = {g['backdoor']:.4f}, "
               f"g_fd = {g['frontdoor']:.4f}{user_gate}.", "",
               "| rank | item | score | ID | back-door | front-door |" + (" views |" if views else "")

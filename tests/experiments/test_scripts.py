@@ -339,5 +339,10 @@ def test_views_probe_script_trains_both_variants_and_the_confirmation_subset(tmp
     confirm = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1", SEEDS="7 8 9", VARIANTS="views_top10")
     names = sorted(ln.split("--run.name=")[1].split()[0] for ln in confirm.stdout.splitlines() if "trainer/main.py" in ln)
     assert names == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_views_top10") for s in (7, 8, 9))
+    second = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="views_gated views_gated_l1")
+    lines = {ln.split("--run.name=")[1].split()[0]: ln for ln in second.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(lines) == ["tiktok_causal_s0", "tiktok_causal_views_gated_l1_s0", "tiktok_causal_views_gated_s0"]
+    assert "--model.causal.views.gated=true" in lines["tiktok_causal_views_gated_s0"]
+    assert "--model.causal.views.user_layers=1 --model.causal.views.item_layers=1" in lines["tiktok_causal_views_gated_l1_s0"]
     bad = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="views_top99")
     assert bad.returncode != 0 and "unknown variant 'views_top99'" in bad.stderr

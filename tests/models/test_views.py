@@ -110,3 +110,25 @@ def test_sampled_mode_refuses_the_views() -> None:
     with pytest.raises(ValueError, match="views.enabled"):
         CausalRec(IdTables(U, I, D), num_layers=2, adjacency=None, features=_features(), train=_train(),
                   reg_weight=1e-4, cfg=cfg)
+
+
+def test_gated_views_start_at_the_gate_init_and_learn_the_gate() -> None:
+    torch.manual_seed(0)
+    train = _train()
+    cfg = CausalConfig(views=ViewsConfig(enabled=True, item_knn_k=3, gated=True), gate_init=0.0)
+    cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4)
+    model = CausalRec(IdTables(U, I, D), num_layers=2, adjacency=lightgcn_adjacency(train), features=_features(),
+                      train=train, reg_weight=1e-4, cfg=cfg)
+    model.eval()
+    with torch.no_grad():
+        r = model.represent()
+        # g_v = 0: the score is the model without views, while the views themselves are unit rows.
+        torch.testing.assert_close(r.item, r.id_item + r.gate_backdoor * r.backdoor_item
+                                   + r.gate_frontdoor * r.frontdoor_item)
+        torch.testing.assert_close(r.view_item.norm(dim=-1), torch.ones(I))
+    model.train()
+    out = model(torch.tensor([0, 1, 2, 3]), torch.tensor([1, 2, 3, 4]), torch.tensor([5, 6, 7, 8]))
+    assert out["views"] > 0  # the InfoNCE reads the unscaled views
+    out["loss"].backward()
+    assert model.views.gate.grad is not None and model.views.gate.grad != 0
+    assert "views.gate" in model.state_dict() and "views.gate" not in _model(True).state_dict()
