@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The front-door on TikTok, on fresh seeds (docs/RESULTS.md "TikTok: the front-door on fresh seeds";
-# the rule was committed before these runs). The seeds 0-2 ablation put the model without the
+# each rule was committed before its runs). The seeds 0-2 ablation put the model without the
 # front-door (and without topology reconstruction) above the full model on valid, within one seed's
 # spread; these runs ask the same question on seeds 7-9, against the configuration's own runs.
 #
 #   runs/tiktok_causal_s<seed>              configs/tiktok_causal.yaml
 #   runs/tiktok_causal_no_frontdoor_s<seed> --model.causal.frontdoor.enabled=false
 #   runs/tiktok_causal_no_topology_s<seed>  --model.causal.frontdoor.topology_reconstruction=false
+#   second round (VARIANTS=no_cross):
+#   runs/tiktok_causal_no_cross_s<seed>     --model.causal.frontdoor.cross_sample=false (h^fd = m: no
+#                                           attention over the moving codebook)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_frontdoor_confirm.sh
@@ -17,13 +20,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-7 8 9}
 source experiments/lib.sh
+VARIANTS=${VARIANTS:-no_frontdoor no_topology}
+
+# override VARIANT: the config override that makes the variant.
+override() {
+  case $1 in
+    no_frontdoor) echo "--model.causal.frontdoor.enabled=false" ;;
+    no_topology)  echo "--model.causal.frontdoor.topology_reconstruction=false" ;;
+    no_cross)     echo "--model.causal.frontdoor.cross_sample=false" ;;
+    *) echo "error: unknown variant '$1'" >&2; return 1 ;;
+  esac
+}
+for variant in $VARIANTS; do override "$variant" > /dev/null; done  # a typo fails before anything starts
 
 for seed in $SEEDS; do
   train "tiktok_causal_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}"
-  train "tiktok_causal_no_frontdoor_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" \
-      --model.causal.frontdoor.enabled=false
-  train "tiktok_causal_no_topology_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" \
-      --model.causal.frontdoor.topology_reconstruction=false
+  for variant in $VARIANTS; do
+    train "tiktok_causal_${variant}_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" "$(override "$variant")"
+  done
 done
 finish
-report_groups tiktok_causal tiktok_causal_no_frontdoor tiktok_causal_no_topology
+groups=(tiktok_causal)
+for variant in $VARIANTS; do groups+=("tiktok_causal_${variant}"); done
+report_groups "${groups[@]}"

@@ -326,6 +326,12 @@ def test_frontdoor_confirm_script_trains_the_config_and_both_variants_on_seeds_7
         assert f"--run.seed={name[-1]}" in line
         assert ("--model.causal.frontdoor.enabled=false" in line) == ("no_frontdoor" in name)
         assert ("--model.causal.frontdoor.topology_reconstruction=false" in line) == ("no_topology" in name)
+    second = _script("tiktok_frontdoor_confirm.sh", tmp_path, DRY_RUN="1", VARIANTS="no_cross")
+    lines = {ln.split("--run.name=")[1].split()[0]: ln for ln in second.stdout.splitlines() if "trainer/main.py" in ln}
+    assert sorted(lines) == sorted(f"tiktok_causal{v}_s{s}" for v in ("", "_no_cross") for s in (7, 8, 9))
+    assert all(("--model.causal.frontdoor.cross_sample=false" in ln) == ("no_cross" in n) for n, ln in lines.items())
+    bad = _script("tiktok_frontdoor_confirm.sh", tmp_path, DRY_RUN="1", VARIANTS="no_crosss")
+    assert bad.returncode != 0 and "unknown variant 'no_crosss'" in bad.stderr
 
 
 def test_views_probe_script_trains_both_variants_and_the_confirmation_subset(tmp_path: Path) -> None:
