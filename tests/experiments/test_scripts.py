@@ -352,3 +352,16 @@ def test_views_probe_script_trains_both_variants_and_the_confirmation_subset(tmp
     assert "--model.causal.views.user_layers=1 --model.causal.views.item_layers=1" in lines["tiktok_causal_views_gated_l1_s0"]
     bad = _script("tiktok_views_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="views_top99")
     assert bad.returncode != 0 and "unknown variant 'views_top99'" in bad.stderr
+
+
+def test_jitter_probe_script_trains_each_diagnostic_variant_on_seed_0(tmp_path: Path) -> None:
+    dry = _script("tiktok_jitter_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    runs = {ln.split("--run.name=")[1].split()[0]: ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln}
+    flags = {"no_restart": "--model.causal.backdoor.dead_code_threshold=0",
+             "slow_codes": "--model.causal.backdoor.ema_decay=0.99", "ema_prior": "--model.causal.backdoor.prior=ema"}
+    assert sorted(runs) == sorted(["tiktok_causal_s0", *(f"tiktok_causal_{v}_s0" for v in flags)])
+    for variant, flag in flags.items():
+        assert all((flag in line) == (variant in name) for name, line in runs.items())
+    bad = _script("tiktok_jitter_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="fast_codes")
+    assert bad.returncode != 0 and "unknown variant 'fast_codes'" in bad.stderr
