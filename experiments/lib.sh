@@ -87,6 +87,29 @@ report_groups() {
   "$PY" -m trainer.report --group-seeds "${dirs[@]}"
 }
 
+# train_variants CONFIG BASE OVERRIDES [FIXED ...]: the probe/confirmation pattern. OVERRIDES is a
+# function that prints a variant's overrides (or fails on an unknown name); every variant of VARIANTS
+# is checked with it first, so a typo fails before anything starts. Then, for every seed of SEEDS,
+# trains the reference <BASE>_s<seed> from CONFIG and <BASE>_<variant>_s<seed> with FIXED and the
+# variant's overrides, waits for all of them and prints their table (reference first).
+train_variants() {
+  local config=$1 base=$2 overrides=$3
+  shift 3
+  local variant seed groups=("$base")
+  local -a extra
+  for variant in $VARIANTS; do "$overrides" "$variant" > /dev/null; done
+  for seed in $SEEDS; do
+    train "${base}_s${seed}" "$config" "--run.seed=${seed}"
+    for variant in $VARIANTS; do
+      read -r -a extra <<< "$("$overrides" "$variant")"
+      train "${base}_${variant}_s${seed}" "$config" "--run.seed=${seed}" "$@" ${extra[@]+"${extra[@]}"}
+    done
+  done
+  finish
+  for variant in $VARIANTS; do groups+=("${base}_${variant}"); done
+  report_groups "${groups[@]}"
+}
+
 # sim_args: check that the simulator checks dataset DATA (default data/synthetic-checks, made by
 # `STEPS=prepare bash experiments/simulator_checks.sh`) exists, exit 2 naming it if not, and set
 # SIM_COMMON to the overrides every simulator confirmation run shares: that dataset, BATCH (default

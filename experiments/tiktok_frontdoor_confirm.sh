@@ -31,15 +31,4 @@ override() {
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
-for variant in $VARIANTS; do override "$variant" > /dev/null; done  # a typo fails before anything starts
-
-for seed in $SEEDS; do
-  train "tiktok_causal_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}"
-  for variant in $VARIANTS; do
-    train "tiktok_causal_${variant}_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" "$(override "$variant")"
-  done
-done
-finish
-groups=(tiktok_causal)
-for variant in $VARIANTS; do groups+=("tiktok_causal_${variant}"); done
-report_groups "${groups[@]}"
+train_variants configs/tiktok_causal.yaml tiktok_causal override

@@ -14,6 +14,9 @@
 #       bash experiments/tiktok_jitter_probe.sh
 #   .venv/bin/python -m trainer.curve_jitter runs/tiktok_causal_s0 runs/tiktok_causal_{no_restart,slow_codes,ema_prior}_s0
 #
+# The confirmation of no code restarts on fresh seeds (docs/RESULTS.md "TikTok: no code restarts on
+# fresh seeds"): SEEDS="7 8 9" VARIANTS=no_restart, same JOBS and EXTRA_ARGS.
+#
 # Finished runs are skipped; see experiments/lib.sh for RUNS, JOBS, SEEDS (default here "0"), LOGS, EXTRA_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,15 +32,4 @@ override() {
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
-for variant in $VARIANTS; do override "$variant" > /dev/null; done  # a typo fails before anything starts
-
-for seed in $SEEDS; do
-  train "tiktok_causal_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}"
-  for variant in $VARIANTS; do
-    train "tiktok_causal_${variant}_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" "$(override "$variant")"
-  done
-done
-finish
-groups=(tiktok_causal)
-for variant in $VARIANTS; do groups+=("tiktok_causal_${variant}"); done
-report_groups "${groups[@]}"
+train_variants configs/tiktok_causal.yaml tiktok_causal override

@@ -31,17 +31,4 @@ overrides() {
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
-for variant in $VARIANTS; do overrides "$variant" > /dev/null; done  # a typo fails before anything starts
-
-for seed in $SEEDS; do
-  train "tiktok_causal_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}"
-  for variant in $VARIANTS; do
-    read -r -a extra <<< "$(overrides "$variant")"
-    train "tiktok_causal_${variant}_s${seed}" configs/tiktok_causal.yaml "--run.seed=${seed}" \
-        --model.causal.views.enabled=true ${extra[@]+"${extra[@]}"}
-  done
-done
-finish
-groups=(tiktok_causal)
-for variant in $VARIANTS; do groups+=("tiktok_causal_${variant}"); done
-report_groups "${groups[@]}"
+train_variants configs/tiktok_causal.yaml tiktok_causal overrides --model.causal.views.enabled=true

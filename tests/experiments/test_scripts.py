@@ -365,3 +365,10 @@ def test_jitter_probe_script_trains_each_diagnostic_variant_on_seed_0(tmp_path: 
         assert all((flag in line) == (variant in name) for name, line in runs.items())
     bad = _script("tiktok_jitter_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="fast_codes")
     assert bad.returncode != 0 and "unknown variant 'fast_codes'" in bad.stderr
+    # The confirmation on fresh seeds (docs/RESULTS.md "TikTok: no code restarts on fresh seeds").
+    confirm = _script("tiktok_jitter_probe.sh", tmp_path, DRY_RUN="1", SEEDS="7 8 9", VARIANTS="no_restart")
+    assert confirm.returncode == 0, confirm.stderr
+    lines = [ln for ln in confirm.stdout.splitlines() if "trainer/main.py" in ln]
+    assert [ln.split("--run.name=")[1].split()[0] for ln in lines] == [
+        f"tiktok_causal{v}_s{s}" for s in (7, 8, 9) for v in ("", "_no_restart")]
+    assert all(("dead_code_threshold=0" in ln) == ("no_restart" in ln) for ln in lines)
