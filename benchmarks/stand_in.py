@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_loaders.format import DatasetWriter
+from data_loaders.writer import DatasetWriter
 from data_loaders.stream import open_dataset
 
 _CHUNK_ROWS = 65_536  # feature rows generated and written per step (memory ~ rows x size floats)

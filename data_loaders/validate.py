@@ -14,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Imported as a module (not names) because format.py imports this module back.
-from data_loaders import format as fmt
+from data_loaders.format import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, DatasetError, Split
 
 _INT_RE = r"^\s*-?[0-9]+\s*$"
 
@@ -33,7 +32,7 @@ def require_columns(available: Iterable[str], required: Iterable[str], *, file: 
     have = set(available)
     for column in required:
         if column not in have:
-            raise fmt.DatasetError(f"missing column (have {sorted(have)})", file=file,
+            raise DatasetError(f"missing column (have {sorted(have)})", file=file,
                                    column=column, row=row, row_kind=row_kind)
 
 
@@ -43,8 +42,8 @@ def to_int64(values: pa.Array | pa.ChunkedArray | np.ndarray, *, file: str, colu
 
     Integral floats (``3.0``) and integer strings (``"3"``) are accepted, anything else is not.
     """
-    def fail(message: str, i: int, value: object) -> fmt.DatasetError:
-        return fmt.DatasetError(message, file=file, column=column, row=first_row + i,
+    def fail(message: str, i: int, value: object) -> DatasetError:
+        return DatasetError(message, file=file, column=column, row=first_row + i,
                                 value=value, row_kind=row_kind)
 
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
@@ -66,7 +65,7 @@ def to_int64(values: pa.Array | pa.ChunkedArray | np.ndarray, *, file: str, colu
             values = values.to_numpy(zero_copy_only=False)
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise fmt.DatasetError(f"expected a 1-D array, got shape {arr.shape}", file=file,
+        raise DatasetError(f"expected a 1-D array, got shape {arr.shape}", file=file,
                                column=column)
     if arr.dtype.kind == "f":
         i = _first(~np.isfinite(arr) | (arr != np.floor(arr)) | (np.abs(arr) >= 2.0**63))
@@ -92,17 +91,17 @@ def check_below(values: np.ndarray, limit: int, *, file: str, column: str, limit
     """Every id must be < limit (num_users, num_items, the number of feature rows ...)."""
     i = _first(values >= limit)
     if i is not None:
-        raise fmt.DatasetError(f"id out of range: must be < {limit_name} = {limit}", file=file,
+        raise DatasetError(f"id out of range: must be < {limit_name} = {limit}", file=file,
                                column=column, row=first_row + i, value=values[i], row_kind=row_kind)
 
 
 def check_split(values: np.ndarray, *, file: str, column: str = "split", first_row: int = 0,
                 row_kind: str = "row", allowed: Iterable[int] | None = None) -> np.ndarray:
     """Split codes -> int8; any value outside ``allowed`` (default: every Split) is an error."""
-    allowed = sorted(int(a) for a in (fmt.Split if allowed is None else allowed))
+    allowed = sorted(int(a) for a in (Split if allowed is None else allowed))
     i = _first(~np.isin(values, allowed))
     if i is not None:
-        raise fmt.DatasetError(f"unknown split value (expected one of {allowed})", file=file,
+        raise DatasetError(f"unknown split value (expected one of {allowed})", file=file,
                                column=column, row=first_row + i, value=values[i], row_kind=row_kind)
     return values.astype(np.int8)
 
@@ -118,7 +117,7 @@ def check_finite(values: np.ndarray, *, file: str, column: str, first_row: int =
         else:
             j = _first(bad[i])
             column, value = f"{column}[{j}]", values[i, j]
-        raise fmt.DatasetError("not a finite number", file=file, column=column, row=first_row + i,
+        raise DatasetError("not a finite number", file=file, column=column, row=first_row + i,
                                value=value, row_kind=row_kind)
 
 
@@ -128,15 +127,15 @@ def as_vectors(vectors: np.ndarray, *, file: str, column: str = "vector", first_
     """Feature matrix -> float32 (n, dim): 2-D, real-valued, finite, of the expected dim/rows."""
     arr = np.asarray(vectors)
     if arr.ndim != 2:
-        raise fmt.DatasetError(f"expected a 2-D (rows, dim) matrix, got shape {arr.shape}",
+        raise DatasetError(f"expected a 2-D (rows, dim) matrix, got shape {arr.shape}",
                                file=file, column=column)
     if arr.dtype.kind not in "fiu":
-        raise fmt.DatasetError(f"expected real numbers, got dtype {arr.dtype}", file=file,
+        raise DatasetError(f"expected real numbers, got dtype {arr.dtype}", file=file,
                                column=column)
     if rows is not None and len(arr) != rows:
-        raise fmt.DatasetError(f"{len(arr)} vectors for {rows} item ids", file=file, column=column)
+        raise DatasetError(f"{len(arr)} vectors for {rows} item ids", file=file, column=column)
     if arr.shape[1] < 1 or (dim is not None and arr.shape[1] != dim):
-        raise fmt.DatasetError(f"dimension mismatch: expected {dim}", file=file, column=column,
+        raise DatasetError(f"dimension mismatch: expected {dim}", file=file, column=column,
                                row=first_row, value=arr.shape[1], row_kind=row_kind)
     arr = arr.astype(np.float32, copy=False)  # after the cast: float64 overflow becomes inf here
     check_finite(arr, file=file, column=column, first_row=first_row, row_kind=row_kind)
@@ -171,7 +170,7 @@ def check_unique_pairs(users: np.ndarray, items: np.ndarray, num_items: int, *, 
     dup = first_duplicate(users.astype(np.int64) * num_items + items)
     if dup is not None:
         row, earlier = dup
-        raise fmt.DatasetError(f"duplicate (user, item) pair, first seen at {row_kind} "
+        raise DatasetError(f"duplicate (user, item) pair, first seen at {row_kind} "
                                f"{first_row + earlier}", file=file, column=",".join(columns),
                                row=first_row + row, value=(int(users[row]), int(items[row])),
                                row_kind=row_kind)
@@ -182,11 +181,11 @@ def check_id_coverage(ids: np.ndarray, count: int, *, file: str, column: str = "
     check_below(ids, count, file=file, column=column, limit_name="num_items")
     dup = first_duplicate(ids)
     if dup is not None:
-        raise fmt.DatasetError(f"item has two feature rows (first at row {dup[1]})", file=file,
+        raise DatasetError(f"item has two feature rows (first at row {dup[1]})", file=file,
                                column=column, row=dup[0], value=ids[dup[0]])
     if len(ids) != count:
         missing = _first(np.bincount(ids, minlength=count) == 0)
-        raise fmt.DatasetError(f"{count - len(ids)} of {count} items have no feature row; first "
+        raise DatasetError(f"{count - len(ids)} of {count} items have no feature row; first "
                                f"missing item id {missing}", file=file, column=column,
                                value=missing)
 
@@ -194,12 +193,12 @@ def check_id_coverage(ids: np.ndarray, count: int, *, file: str, column: str = "
 def interaction_arrays(table: pa.Table, *, file: str, first_row: int = 0,
                        row_kind: str = "row") -> dict[str, np.ndarray]:
     """Check one chunk of interactions; returns numpy columns in canonical order and dtypes."""
-    require_columns(table.column_names, fmt.REQUIRED_COLUMNS, file=file, row=first_row,
+    require_columns(table.column_names, REQUIRED_COLUMNS, file=file, row=first_row,
                     row_kind=row_kind)
-    known = fmt.REQUIRED_COLUMNS + fmt.OPTIONAL_COLUMNS
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
     for column in table.column_names:
         if column not in known:
-            raise fmt.DatasetError(f"unknown column (known: {list(known)})", file=file,
+            raise DatasetError(f"unknown column (known: {list(known)})", file=file,
                                    column=column)
     where = dict(file=file, first_row=first_row, row_kind=row_kind)
     out = {c: to_int64(table[c], column=c, **where) for c in ("user_id", "item_id")}
@@ -212,14 +211,14 @@ def interaction_arrays(table: pa.Table, *, file: str, first_row: int = 0,
         weight = table["weight"]
         numeric = pa.types.is_floating(weight.type) or pa.types.is_integer(weight.type)
         if weight.null_count or not numeric:
-            raise fmt.DatasetError(f"expected non-null numbers, got {weight.type}", file=file,
+            raise DatasetError(f"expected non-null numbers, got {weight.type}", file=file,
                                    column="weight", row=first_row, row_kind=row_kind)
         out["weight"] = weight.to_numpy().astype(np.float32)
         check_finite(out["weight"], column="weight", **where)
     if "is_noise" in table.column_names:
         noise = table["is_noise"]
         if noise.null_count or not pa.types.is_boolean(noise.type):
-            raise fmt.DatasetError(f"expected non-null booleans, got {noise.type}", file=file,
+            raise DatasetError(f"expected non-null booleans, got {noise.type}", file=file,
                                    column="is_noise", row=first_row, row_kind=row_kind)
         out["is_noise"] = noise.to_numpy(zero_copy_only=False)
     return out

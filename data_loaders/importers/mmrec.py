@@ -16,7 +16,8 @@ import pyarrow.csv as pcsv
 from tqdm import tqdm
 
 from data_loaders import validate
-from data_loaders.format import DatasetError, DatasetWriter, Manifest, Split
+from data_loaders.format import DatasetError, Manifest, Split
+from data_loaders.writer import DatasetWriter
 
 USER, ITEM, LABEL = "userID", "itemID", "x_label"
 FEATURE_SUFFIX = "_feat.npy"

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from data_loaders.format import DatasetError, DatasetWriter, Manifest, Split
+from data_loaders.format import DatasetError, Manifest, Split
+from data_loaders.writer import DatasetWriter
 
 USER_BLOCK = 1024
 """Users per block. Part of the definition of the random streams: changing it changes the data."""

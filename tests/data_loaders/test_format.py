@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_loaders.format import DatasetError, DatasetWriter, Manifest, Split
+from data_loaders.format import DatasetError, Manifest, Split
+from data_loaders.writer import DatasetWriter
 from data_loaders.stream import open_dataset
 
 U, I = 20, 15

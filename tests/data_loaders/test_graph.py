@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_loaders.format import DatasetWriter, Split
+from data_loaders.format import Split
+from data_loaders.writer import DatasetWriter
 from data_loaders.graph import CSR, interaction_csr, lightgcn_adjacency
 from data_loaders.stream import open_dataset
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from data_loaders import prepare
-from data_loaders.format import DatasetWriter
+from data_loaders.writer import DatasetWriter
 
 REPO = Path(__file__).resolve().parents[2]
 

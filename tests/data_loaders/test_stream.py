@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_loaders.format import DatasetError, DatasetWriter, Split
+from data_loaders.format import DatasetError, Split
+from data_loaders.writer import DatasetWriter
 from data_loaders.stream import open_dataset
 
 U, I, N = 40, 30, 1000

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import s3fs
 
-from data_loaders.format import DatasetError, DatasetWriter
+from data_loaders.format import DatasetError
+from data_loaders.writer import DatasetWriter
 from data_loaders.storage import RetryPolicy, StorageError, is_transient, prefetch, retry
 from data_loaders.stream import open_dataset
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_loaders.format import DatasetWriter, Split
+from data_loaders.format import Split
+from data_loaders.writer import DatasetWriter
 from data_loaders.importers import synthetic
 from data_loaders.importers.synthetic import SimulatorParams, generate, simulate
 from data_loaders.stream import open_dataset

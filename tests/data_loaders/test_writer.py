@@ -10,9 +10,10 @@ import fsspec
 import numpy as np
 import pytest
 
-from data_loaders import format as fmt
-from data_loaders.format import DatasetError, DatasetWriter
+from data_loaders import writer
+from data_loaders.format import DatasetError, Manifest
 from data_loaders.stream import open_dataset
+from data_loaders.writer import DatasetWriter
 
 
 def _rows(n: int, offset: int = 0) -> dict[str, np.ndarray]:
@@ -20,7 +21,7 @@ def _rows(n: int, offset: int = 0) -> dict[str, np.ndarray]:
             "split": np.zeros(n, np.int8)}
 
 
-def _commit(url: str, n: int = 40, **kwargs) -> fmt.Manifest:
+def _commit(url: str, n: int = 40, **kwargs) -> Manifest:
     with DatasetWriter(url, **kwargs) as w:
         w.write_interactions(_rows(n))
         return w.commit(name=f"n{n}", num_users=7, num_items=9, source={})
@@ -76,7 +77,7 @@ def test_rename_failure_restores_the_old_dataset(tmp_path: Path, monkeypatch) ->
             raise OSError("disk full")
         real_rename(src, dst)
 
-    monkeypatch.setattr(fmt.os, "rename", flaky)
+    monkeypatch.setattr(writer.os, "rename", flaky)
     with pytest.raises(OSError, match="disk full"):
         _commit(url, 30, overwrite=True)
     monkeypatch.undo()
