@@ -33,7 +33,7 @@ def require_columns(available: Iterable[str], required: Iterable[str], *, file: 
     for column in required:
         if column not in have:
             raise DatasetError(f"missing column (have {sorted(have)})", file=file,
-                                   column=column, row=row, row_kind=row_kind)
+                               column=column, row=row, row_kind=row_kind)
 
 
 def to_int64(values: pa.Array | pa.ChunkedArray | np.ndarray, *, file: str, column: str,
@@ -44,7 +44,7 @@ def to_int64(values: pa.Array | pa.ChunkedArray | np.ndarray, *, file: str, colu
     """
     def fail(message: str, i: int, value: object) -> DatasetError:
         return DatasetError(message, file=file, column=column, row=first_row + i,
-                                value=value, row_kind=row_kind)
+                            value=value, row_kind=row_kind)
 
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         if values.null_count:
@@ -66,7 +66,7 @@ def to_int64(values: pa.Array | pa.ChunkedArray | np.ndarray, *, file: str, colu
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise DatasetError(f"expected a 1-D array, got shape {arr.shape}", file=file,
-                               column=column)
+                           column=column)
     if arr.dtype.kind == "f":
         i = _first(~np.isfinite(arr) | (arr != np.floor(arr)) | (np.abs(arr) >= 2.0**63))
         if i is not None:
@@ -92,7 +92,7 @@ def check_below(values: np.ndarray, limit: int, *, file: str, column: str, limit
     i = _first(values >= limit)
     if i is not None:
         raise DatasetError(f"id out of range: must be < {limit_name} = {limit}", file=file,
-                               column=column, row=first_row + i, value=values[i], row_kind=row_kind)
+                           column=column, row=first_row + i, value=values[i], row_kind=row_kind)
 
 
 def check_split(values: np.ndarray, *, file: str, column: str = "split", first_row: int = 0,
@@ -102,7 +102,7 @@ def check_split(values: np.ndarray, *, file: str, column: str = "split", first_r
     i = _first(~np.isin(values, allowed))
     if i is not None:
         raise DatasetError(f"unknown split value (expected one of {allowed})", file=file,
-                               column=column, row=first_row + i, value=values[i], row_kind=row_kind)
+                           column=column, row=first_row + i, value=values[i], row_kind=row_kind)
     return values.astype(np.int8)
 
 
@@ -118,7 +118,7 @@ def check_finite(values: np.ndarray, *, file: str, column: str, first_row: int =
             j = _first(bad[i])
             column, value = f"{column}[{j}]", values[i, j]
         raise DatasetError("not a finite number", file=file, column=column, row=first_row + i,
-                               value=value, row_kind=row_kind)
+                           value=value, row_kind=row_kind)
 
 
 def as_vectors(vectors: np.ndarray, *, file: str, column: str = "vector", first_row: int = 0,
@@ -128,15 +128,15 @@ def as_vectors(vectors: np.ndarray, *, file: str, column: str = "vector", first_
     arr = np.asarray(vectors)
     if arr.ndim != 2:
         raise DatasetError(f"expected a 2-D (rows, dim) matrix, got shape {arr.shape}",
-                               file=file, column=column)
+                           file=file, column=column)
     if arr.dtype.kind not in "fiu":
         raise DatasetError(f"expected real numbers, got dtype {arr.dtype}", file=file,
-                               column=column)
+                           column=column)
     if rows is not None and len(arr) != rows:
         raise DatasetError(f"{len(arr)} vectors for {rows} item ids", file=file, column=column)
     if arr.shape[1] < 1 or (dim is not None and arr.shape[1] != dim):
         raise DatasetError(f"dimension mismatch: expected {dim}", file=file, column=column,
-                               row=first_row, value=arr.shape[1], row_kind=row_kind)
+                           row=first_row, value=arr.shape[1], row_kind=row_kind)
     arr = arr.astype(np.float32, copy=False)  # after the cast: float64 overflow becomes inf here
     check_finite(arr, file=file, column=column, first_row=first_row, row_kind=row_kind)
     return arr
@@ -171,9 +171,9 @@ def check_unique_pairs(users: np.ndarray, items: np.ndarray, num_items: int, *, 
     if dup is not None:
         row, earlier = dup
         raise DatasetError(f"duplicate (user, item) pair, first seen at {row_kind} "
-                               f"{first_row + earlier}", file=file, column=",".join(columns),
-                               row=first_row + row, value=(int(users[row]), int(items[row])),
-                               row_kind=row_kind)
+                           f"{first_row + earlier}", file=file, column=",".join(columns),
+                           row=first_row + row, value=(int(users[row]), int(items[row])),
+                           row_kind=row_kind)
 
 
 def check_id_coverage(ids: np.ndarray, count: int, *, file: str, column: str = "item_id") -> None:
@@ -182,12 +182,12 @@ def check_id_coverage(ids: np.ndarray, count: int, *, file: str, column: str = "
     dup = first_duplicate(ids)
     if dup is not None:
         raise DatasetError(f"item has two feature rows (first at row {dup[1]})", file=file,
-                               column=column, row=dup[0], value=ids[dup[0]])
+                           column=column, row=dup[0], value=ids[dup[0]])
     if len(ids) != count:
         missing = _first(np.bincount(ids, minlength=count) == 0)
         raise DatasetError(f"{count - len(ids)} of {count} items have no feature row; first "
-                               f"missing item id {missing}", file=file, column=column,
-                               value=missing)
+                           f"missing item id {missing}", file=file, column=column,
+                           value=missing)
 
 
 def interaction_arrays(table: pa.Table, *, file: str, first_row: int = 0,
@@ -199,7 +199,7 @@ def interaction_arrays(table: pa.Table, *, file: str, first_row: int = 0,
     for column in table.column_names:
         if column not in known:
             raise DatasetError(f"unknown column (known: {list(known)})", file=file,
-                                   column=column)
+                               column=column)
     where = dict(file=file, first_row=first_row, row_kind=row_kind)
     out = {c: to_int64(table[c], column=c, **where) for c in ("user_id", "item_id")}
     split = to_int64(table["split"], column="split", allow_negative=True, **where)
@@ -212,13 +212,13 @@ def interaction_arrays(table: pa.Table, *, file: str, first_row: int = 0,
         numeric = pa.types.is_floating(weight.type) or pa.types.is_integer(weight.type)
         if weight.null_count or not numeric:
             raise DatasetError(f"expected non-null numbers, got {weight.type}", file=file,
-                                   column="weight", row=first_row, row_kind=row_kind)
+                               column="weight", row=first_row, row_kind=row_kind)
         out["weight"] = weight.to_numpy().astype(np.float32)
         check_finite(out["weight"], column="weight", **where)
     if "is_noise" in table.column_names:
         noise = table["is_noise"]
         if noise.null_count or not pa.types.is_boolean(noise.type):
             raise DatasetError(f"expected non-null booleans, got {noise.type}", file=file,
-                                   column="is_noise", row=first_row, row_kind=row_kind)
+                               column="is_noise", row=first_row, row_kind=row_kind)
         out["is_noise"] = noise.to_numpy(zero_copy_only=False)
     return out

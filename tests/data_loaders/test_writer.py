@@ -27,6 +27,14 @@ def _commit(url: str, n: int = 40, **kwargs) -> Manifest:
         return w.commit(name=f"n{n}", num_users=7, num_items=9, source={})
 
 
+def _commit_with_image(url: Path) -> None:
+    """A committed dataset with interactions and one 2-d "image" modality."""
+    with DatasetWriter(str(url)) as w:
+        w.write_interactions(_rows(40))
+        w.write_item_features("image", np.arange(9), np.ones((9, 2)))
+        w.commit(name="t", num_users=7, num_items=9, source={})
+
+
 def _leftovers(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name)
 
@@ -105,10 +113,7 @@ def test_directory_without_manifest_is_refused(tmp_path: Path) -> None:
 
 def test_tampered_missing_and_truncated_files(tmp_path: Path) -> None:
     url = tmp_path / "ds"
-    with DatasetWriter(str(url)) as w:
-        w.write_interactions(_rows(40))
-        w.write_item_features("image", np.arange(9), np.ones((9, 2)))
-        w.commit(name="t", num_users=7, num_items=9, source={})
+    _commit_with_image(url)
     part = url / "interactions" / "part-00000.parquet"
     feature = url / "items" / "image" / "part-00000.parquet"
     original = part.read_bytes()
@@ -155,10 +160,7 @@ def test_memory_filesystem_overwrite_and_abort() -> None:
 
 def test_manifest_that_disagrees_with_the_files(tmp_path: Path) -> None:
     url = tmp_path / "ds"
-    with DatasetWriter(str(url)) as w:
-        w.write_interactions(_rows(40))
-        w.write_item_features("image", np.arange(9), np.ones((9, 2)))
-        w.commit(name="t", num_users=7, num_items=9, source={})
+    _commit_with_image(url)
     manifest = url / "manifest.json"
     text = manifest.read_text()
     manifest.write_text(text.replace('"image": 2', '"image": 3'))
