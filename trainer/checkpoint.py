@@ -50,6 +50,7 @@ class TrainState:
     best_score: float = float("-inf")   # best eval.select_metric on eval.select_split so far
     best_epoch: int = -1
     bad_evals: int = 0                  # evaluations since the last improvement
+    learning_rate: float = 0.0          # the rate now in use (train.lr_schedule); 0 = train.learning_rate
     best_valid: dict = field(default_factory=dict)
     best_test: dict = field(default_factory=dict)
     best_test_valid_masked: dict = field(default_factory=dict)

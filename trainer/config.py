@@ -85,6 +85,11 @@ class TrainSection:
     checkpoint_every: int = doc("Also write a checkpoint every this many epochs even without improvement (0: only on improvement).", 10)
     dense_engine: Literal["torch", "deepspeed"] = doc("What reduces and steps the model's dense (non-table) parameters (projections, diffusion denoiser, adjustment and edge-scoring networks): `torch` (DDP inside TorchRec's DistributedModelParallel, a torch optimizer) or `deepspeed` (a DeepSpeed engine with ZeRO stage `zero_stage` and a client torch optimizer per `optimizer`). The ID tables stay TorchRec's either way (docs/DISTRIBUTED.md).", "torch")
     zero_stage: Literal[0, 1, 2] = doc("DeepSpeed ZeRO stage of the dense parameters with `dense_engine: deepspeed`: 0 (all-reduce, replicated optimizer state), 1 (optimizer state partitioned over workers), 2 (optimizer state and gradients partitioned). Stage 3 is not offered: evaluation, per-epoch refreshes and checkpoints read the dense parameters outside the engine's forward.", 1)
+    lr_schedule: Literal["constant", "plateau"] = doc("Learning-rate schedule of every optimizer (ID tables and dense parameters alike): `constant`, or `plateau` (as torch's ReduceLROnPlateau, on the selecting valid metric): after every `lr_decay_patience` consecutive evaluations without a better score the rate is multiplied by `lr_decay_factor`, never below `min_learning_rate`; it never rises again. The current rate is in each epoch's metrics (`learning_rate`) and in checkpoints.", "constant")
+    lr_decay_factor: float = doc("Factor in (0, 1) applied to the learning rate at each plateau with `lr_schedule: plateau`.", 0.5)
+    lr_decay_patience: int = doc("Evaluations without improvement that make a plateau with `lr_schedule: plateau`; smaller than `patience`, or early stopping ends the run first once `min_epochs` is past.", 5)
+    lr_decay_start_epoch: int = doc("With `lr_schedule: plateau`, no cut before this many epochs have run (evaluations before it still count towards a plateau). For models whose valid metric sits at the popularity level for a while before it climbs (see `min_epochs`), where a cut would slow the climb itself.", 0)
+    min_learning_rate: float = doc("Floor of the decayed learning rate with `lr_schedule: plateau`.", 0.0)
     gradient_clipping: float = doc("Clip the global L2 norm of the dense (non-table) parameters' gradient to this value before each step, with either `dense_engine` (0: off). The ID tables are never clipped.", 0.0)
 
 
@@ -240,6 +245,10 @@ def validate(cfg: Config) -> None:
         (cfg.train.max_steps_per_epoch >= 0, "train.max_steps_per_epoch", cfg.train.max_steps_per_epoch, "must be >= 0 (0 = full epochs)"),
         (cfg.train.eval_every > 0, "train.eval_every", cfg.train.eval_every, "must be positive"),
         (cfg.train.learning_rate > 0, "train.learning_rate", cfg.train.learning_rate, "must be positive"),
+        (0 < cfg.train.lr_decay_factor < 1, "train.lr_decay_factor", cfg.train.lr_decay_factor, "must be in (0, 1)"),
+        (cfg.train.lr_decay_patience >= 1, "train.lr_decay_patience", cfg.train.lr_decay_patience, "must be >= 1"),
+        (cfg.train.lr_decay_start_epoch >= 0, "train.lr_decay_start_epoch", cfg.train.lr_decay_start_epoch, "must be >= 0"),
+        (0 <= cfg.train.min_learning_rate <= cfg.train.learning_rate, "train.min_learning_rate", cfg.train.min_learning_rate, "must be in [0, train.learning_rate]"),
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
         (cfg.eval.sample_users >= 0, "eval.sample_users", cfg.eval.sample_users, "must be >= 0 (0 = all users)"),

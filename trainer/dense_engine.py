@@ -88,6 +88,23 @@ class Stepper:
     def step(self) -> None:
         raise NotImplementedError
 
+    def rate_groups(self) -> list[dict[str, Any]]:
+        """The param groups of every optimizer that steps something, whose "lr" is the rate."""
+        raise NotImplementedError
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Every optimizer's rate to `lr` from the next step on (trainer/loop.py's plateau schedule).
+
+        Call it between steps. The torch optimizers and DeepSpeed's client read their group's "lr"
+        in step(). FBGEMM's fused tables take the rate of the *forward* that precedes their
+        in-backward update, and TorchRec copies the group's "lr" into them only in the fused
+        optimizer's zero_grad()/step(): hence the zero_grad() here (no gradient is pending
+        between steps, so it changes nothing else).
+        """
+        for group in self.rate_groups():
+            group["lr"] = lr
+        self.zero_grad()
+
 
 class TorchStepper(Stepper):
     """DMP forward, `loss.backward()` (DDP reduces dense gradients), every optimizer steps."""
@@ -108,6 +125,9 @@ class TorchStepper(Stepper):
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
+
+    def rate_groups(self) -> list[dict[str, Any]]:
+        return [group for opt in self.optimizers.values() for group in opt.param_groups]
 
     def step(self) -> None:
         if self.gradient_clipping > 0 and self.dense_parameters:
@@ -192,9 +212,11 @@ class EngineState:
 class DeepSpeedStepper(Stepper):
     """`engine(batch)` (-> DMP forward), `engine.backward`, table optimizers step, `engine.step()`."""
 
-    def __init__(self, engine: Any, table_optimizers: dict[str, Any], zero_stage: int, world_size: int,
-                 summary: str) -> None:
-        self.engine, self.table_optimizers = engine, table_optimizers
+    def __init__(self, engine: Any, table_optimizers: dict[str, Any], client: torch.optim.Optimizer,
+                 zero_stage: int, world_size: int, summary: str) -> None:
+        # ZeRO-1/2 steps the client optimizer over its flattened partitions, so the client's param
+        # groups hold the rate DeepSpeed uses.
+        self.engine, self.table_optimizers, self.client = engine, table_optimizers, client
         self.optimizers = {**table_optimizers, "deepspeed": EngineState(engine, zero_stage, world_size)}
         self.summary = summary
 
@@ -213,6 +235,9 @@ class DeepSpeedStepper(Stepper):
         for opt in self.table_optimizers.values():
             opt.step()
         self.engine.step()
+
+    def rate_groups(self) -> list[dict[str, Any]]:
+        return [group for opt in [*self.table_optimizers.values(), self.client] for group in opt.param_groups]
 
 
 def deepspeed_config(*, zero_stage: int, micro_batch_size: int, world_size: int,
@@ -285,7 +310,7 @@ def build_stepper(sharded: ShardedModel, *, engine: str = "torch", zero_stage: i
                                                   dist_init_required=False)
     summary = (f"dense: deepspeed ZeRO-{zero_stage}, client {type(client).__name__}, {_count(dense)}"
                + (f", clip {gradient_clipping:g}" if gradient_clipping else ""))
-    return DeepSpeedStepper(ds_engine, dict(sharded.optimizers), zero_stage, world_size, summary)
+    return DeepSpeedStepper(ds_engine, dict(sharded.optimizers), client, zero_stage, world_size, summary)
 
 
 def _import_deepspeed() -> Any:

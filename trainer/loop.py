@@ -33,7 +33,7 @@ from data_loaders.stream import open_dataset
 from trainer import checkpoint
 from trainer.build import build_from_config
 from trainer.checkpoint import TrainState
-from trainer.config import Config
+from trainer.config import Config, TrainSection
 from trainer.dense_engine import build_stepper
 from trainer.evaluate import evaluate, sample_eval_users
 from trainer.faults import FaultInjector
@@ -76,6 +76,19 @@ def _mean_over_ranks(value: float, device: torch.device) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / dist.get_world_size()
+
+
+def next_learning_rate(train: TrainSection, rate: float, bad_evals: int, epoch: int) -> float:
+    """The rate after the evaluation of epoch `epoch` (1-based) left `bad_evals` evaluations without improvement.
+
+    `plateau` cuts it at every `lr_decay_patience`-th such evaluation in a row (as torch's
+    ReduceLROnPlateau, whose counter restarts after each cut), from epoch `lr_decay_start_epoch`
+    on, never below `min_learning_rate`.
+    """
+    if (train.lr_schedule != "plateau" or epoch < train.lr_decay_start_epoch or bad_evals == 0
+            or bad_evals % train.lr_decay_patience):
+        return rate
+    return max(train.min_learning_rate, rate * train.lr_decay_factor)
 
 
 def present_splits(cfg: Config, manifest: Manifest) -> tuple[tuple[Split, ...], Split]:
@@ -163,6 +176,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                                                    world_size=world_size, plan=sharded.plan_summary)
             sampler.load_state_dict(sampler_state)
             state.resumes.append(resumed.record(state.epoch))
+    # A resumed run goes on at the rate its checkpoint was written with (the plateau schedule).
+    if state.learning_rate:
+        stepper.set_learning_rate(state.learning_rate)
+    else:
+        state.learning_rate = cfg.train.learning_rate
     tracker = Tracker(cfg, rank)
     faults = FaultInjector(cfg, rank, world_size)  # run.fail_at_step (a testing aid; off by default)
     inner = dmp.module  # the model itself (sharded tables inside), for its own methods
@@ -200,6 +218,7 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             stepper.step()
             losses.append(float(out["loss"].detach()))
         metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
+                                   "learning_rate": state.learning_rate,
                                    "epoch_seconds": time.perf_counter() - started, **epoch_stats}
         # Peak memory of every worker process so far (benchmarks/scale.py): the largest, and per rank.
         metrics["peak_rss_mb_ranks"] = [round(m, 1) for m in _all_gather_objects(_peak_rss_mb())]
@@ -234,6 +253,13 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                 state.best_unbiased_test = evaluator(inner, Split.UNBIASED_TEST)
         else:
             state.bad_evals += 1
+            rate = next_learning_rate(cfg.train, state.learning_rate, state.bad_evals, epoch + 1)
+            if rate != state.learning_rate:
+                stepper.set_learning_rate(rate)
+                if rank == 0:
+                    print(f"[cimrec] learning rate {state.learning_rate:.3g} -> {rate:.3g} after {state.bad_evals} "
+                          f"evaluations without a better {cfg.eval.select_metric}", flush=True)
+                state.learning_rate = rate
         metrics["best_epoch"] = state.best_epoch
         metrics["best_valid_score"] = state.best_score
         state.history.append(metrics)

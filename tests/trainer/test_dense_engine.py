@@ -129,6 +129,18 @@ def _worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
                 "ddp": type(sharded.model._dmp_wrapped_module).__name__,
                 "summary": stepper.summary,
             }
+        # set_learning_rate reaches every optimizer: at rate 0 nothing moves (fused tables, torch
+        # tables, DeepSpeed's partitions), and back at LR everything trains again.
+        for engine, kernel in (("deepspeed", "fused"), ("deepspeed", "dense"), ("torch", "fused")):
+            sharded, stepper = _build(engine, 1, kernel, "sgd", 0.0, world_size)
+            _train(sharded, stepper, rank, world_size, 1)
+            stepper.set_learning_rate(0.0)
+            frozen = _snapshot(sharded)
+            _train(sharded, stepper, rank, world_size, STEPS, epoch0=1)
+            still = _diff(_snapshot(sharded), frozen)
+            stepper.set_learning_rate(LR)
+            _train(sharded, stepper, rank, world_size, 1, epoch0=1 + STEPS)
+            results[f"rate-{engine}-{kernel}"] = {"still": still, "moved": _diff(_snapshot(sharded), frozen)}
         for stage in RESUME_STAGES:
             args = (stage, "fused", "adagrad", 0.0, world_size)
             sharded, stepper = _build("deepspeed", *args)
@@ -197,6 +209,21 @@ def test_checkpoint_restores_zero_partitions_exactly(two_rank_results, stage):
         straight, resumed = r["losses"]
         assert resumed == pytest.approx(straight, rel=1e-5)
         assert r["saved"] == ["deepspeed", "fused"]
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("case", ["deepspeed-fused", "deepspeed-dense", "torch-fused"])
+def test_set_learning_rate_reaches_every_optimizer(two_rank_results, case):
+    for rank, results in enumerate(two_rank_results):
+        got = results[f"rate-{case}"]
+        assert max(got["still"].values()) == 0.0, f"rank {rank}: moved at rate 0: {got['still']}"
+        # Every table, and most dense parameters (some get no gradient from 8 triples, e.g. an
+        # unused code), move again once the rate is back.
+        moved = got["moved"]
+        assert moved["tables.user"] > 0 and moved["tables.item"] > 0, moved
+        dense = [v for k, v in moved.items() if not k.startswith("tables.")]
+        assert sum(v > 0 for v in dense) >= len(dense) // 2, moved
 
 
 def test_deepspeed_config_is_fp32_zero_with_the_per_rank_batch():

@@ -1,4 +1,4 @@
-"""trainer/loop.py's choice of splits: which are evaluated, which one selects the epoch."""
+"""trainer/loop.py: which splits are evaluated and which one selects the epoch; the plateau learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from data_loaders.format import DatasetError, Manifest, Split
 from trainer.config import load_config
-from trainer.loop import present_splits
+from trainer.config import ConfigError
+from trainer.loop import next_learning_rate, present_splits
 from trainer.main import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,3 +59,57 @@ def test_main_refuses_it_before_starting_ray(tmp_path: Path, capsys) -> None:
 def test_select_split_takes_only_known_splits() -> None:
     with pytest.raises(Exception, match="eval.select_split"):
         load_config(None, ["--eval.select_split=unbiased_test"])  # choosing on test is not offered
+
+
+def test_plateau_cuts_the_rate_at_every_patience_th_bad_evaluation() -> None:
+    train = load_config(None, ["--train.learning_rate=1", "--train.lr_schedule=plateau", "--train.lr_decay_patience=2",
+                               "--train.lr_decay_factor=0.5", "--train.min_learning_rate=0.2"]).train
+    assert [next_learning_rate(train, 1.0, bad, 1) for bad in (0, 1, 2, 3, 4)] == [1.0, 1.0, 0.5, 1.0, 0.5]
+    assert next_learning_rate(train, 0.3, 2, 1) == 0.2  # floored at min_learning_rate
+    constant = load_config(None, []).train
+    assert constant.lr_schedule == "constant" and next_learning_rate(constant, 1.0, 5, 1) == 1.0
+    late = load_config(None, ["--train.lr_schedule=plateau", "--train.lr_decay_patience=2",
+                              "--train.lr_decay_start_epoch=10"]).train
+    assert [next_learning_rate(late, 1.0, 4, epoch) for epoch in (9, 10)] == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("override, key", [("--train.lr_decay_factor=1", "lr_decay_factor"),
+                                           ("--train.lr_decay_factor=0", "lr_decay_factor"),
+                                           ("--train.lr_decay_patience=0", "lr_decay_patience"),
+                                           ("--train.lr_decay_start_epoch=-1", "lr_decay_start_epoch"),
+                                           ("--train.min_learning_rate=0.5", "min_learning_rate"),
+                                           ("--train.lr_schedule=cosine", "lr_schedule")])
+def test_bad_schedule_keys_are_refused_by_name(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"train.{key}"):
+        load_config(None, [override])
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_fit_follows_the_plateau_schedule_and_resumes_at_the_cut_rate(ray_session, tiny_synthetic,
+                                                                        tmp_path: Path) -> None:
+    from trainer.main import fit
+
+    def cfg(epochs: int):
+        return load_config(None, [f"--data.url={tiny_synthetic}", f"--run.storage_path={tmp_path}", "--run.name=lr",
+                                  "--model.name=bpr", f"--train.epochs={epochs}", "--train.batch_size=64",
+                                  "--train.learning_rate=0.05", "--train.lr_schedule=plateau",
+                                  "--train.lr_decay_patience=1", "--train.lr_decay_factor=0.5",
+                                  "--train.patience=100", "--logging.progress=false"])
+
+    first = fit(cfg(4))
+    result = fit(cfg(8))  # same name: resumes after epoch 4 at the rate its checkpoint holds
+    history = result["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 9)) and history[:4] == first["history"]
+    # Replay the schedule from the logged valid scores: each epoch trained at the rate the
+    # evaluations before it left.
+    rate, best, bad = 0.05, float("-inf"), 0
+    for h in history:
+        assert h["learning_rate"] == pytest.approx(rate), h
+        if h["valid_score"] > best:
+            best, bad = h["valid_score"], 0
+        else:
+            bad += 1
+            rate *= 0.5
+    assert result["learning_rate"] == pytest.approx(rate)
+    assert rate < 0.05  # the run met at least one plateau (a fixed seed: this holds or fails every time)
