@@ -381,10 +381,22 @@ def test_lr_probe_script_trains_both_plateau_variants_on_seeds_7_to_9(tmp_path: 
     assert [ln.split("--run.name=")[1].split()[0] for ln in lines] == [
         f"tiktok_causal{v}_s{s}" for s in (7, 8, 9) for v in ("", "_plateau_p5", "_plateau_p10")]
     for line in lines:
-        plateau = "plateau" in line.split("--run.name=")[1].split()[0]
-        assert ("--train.lr_schedule=plateau" in line) == plateau
-        assert ("--train.lr_decay_start_epoch=30" in line) == plateau
-        assert ("--train.lr_decay_patience=5" in line) == ("_p5_" in line)
-        assert ("--train.lr_decay_patience=10" in line) == ("_p10_" in line)
+        name = line.split("--run.name=")[1].split()[0]
+        assert ("--train.lr_schedule=plateau" in line) == ("plateau" in name)
+        assert ("--train.lr_decay_start_epoch=30" in line) == ("plateau" in name)
+        assert ("--train.lr_decay_patience=5 " in line + " ") == ("_p5_" in name)
+        assert ("--train.lr_decay_patience=10" in line) == ("_p10_" in name)
     bad = _script("tiktok_lr_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="cosine")
     assert bad.returncode != 0 and "unknown variant 'cosine'" in bad.stderr
+
+
+def test_usercontent_confirm_script_adds_the_user_content_on_seeds_7_to_9(tmp_path: Path) -> None:
+    dry = _script("tiktok_usercontent_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    assert [ln.split("--run.name=")[1].split()[0] for ln in lines] == [
+        f"tiktok_causal{v}_s{s}" for s in (7, 8, 9) for v in ("", "_usercontent")]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert all(("--model.causal.user_content_in_score=true" in ln) == ("usercontent" in name)
+               for ln, name in zip(lines, names))
+    assert all("--config configs/tiktok_causal.yaml" in ln for ln in lines)
