@@ -400,3 +400,16 @@ def test_usercontent_confirm_script_adds_the_user_content_on_seeds_7_to_9(tmp_pa
     assert all(("--model.causal.user_content_in_score=true" in ln) == ("usercontent" in name)
                for ln, name in zip(lines, names))
     assert all("--config configs/tiktok_causal.yaml" in ln for ln in lines)
+
+
+def test_width_reg_confirm_script_trains_both_variants_on_seeds_7_to_9(tmp_path: Path) -> None:
+    dry = _script("tiktok_width_reg_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == [f"tiktok_causal{v}_s{s}" for s in (7, 8, 9) for v in ("", "_dim256", "_reg1e5")]
+    for line, name in zip(lines, names):
+        assert ("--model.embedding_dim=256" in line) == ("dim256" in name)
+        assert ("--model.reg_weight=1e-5" in line) == ("reg1e5" in name)
+    bad = _script("tiktok_width_reg_confirm.sh", tmp_path, DRY_RUN="1", VARIANTS="dim512")
+    assert bad.returncode != 0 and "unknown variant 'dim512'" in bad.stderr
