@@ -413,3 +413,18 @@ def test_width_reg_confirm_script_trains_both_variants_on_seeds_7_to_9(tmp_path:
         assert ("--model.reg_weight=1e-5" in line) == ("reg1e5" in name)
     bad = _script("tiktok_width_reg_confirm.sh", tmp_path, DRY_RUN="1", VARIANTS="dim512")
     assert bad.returncode != 0 and "unknown variant 'dim512'" in bad.stderr
+
+
+def test_late_decay_confirm_script_trains_both_variants_on_seeds_13_to_15(tmp_path: Path) -> None:
+    dry = _script("tiktok_late_decay_confirm.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == [f"tiktok_causal{v}_s{s}" for s in (13, 14, 15) for v in ("", "_reg1e4", "_decay60")]
+    for line, name in zip(lines, names):
+        assert ("--model.reg_weight=1e-4" in line) == ("reg1e4" in name)
+        assert ("--train.lr_schedule=plateau" in line) == ("decay60" in name)
+        assert ("--train.lr_decay_start_epoch=60" in line) == ("decay60" in name)
+        assert ("--train.lr_decay_patience=5" in line) == ("decay60" in name)
+    bad = _script("tiktok_late_decay_confirm.sh", tmp_path, DRY_RUN="1", VARIANTS="cosine")
+    assert bad.returncode != 0 and "unknown variant 'cosine'" in bad.stderr
