@@ -47,6 +47,10 @@ class BackdoorConfig:
     dead_code_threshold: float = _doc("A code whose EMA count falls below this fraction of the mean EMA count (its "
                                       "uniform share) is restarted from a random current encoder output; relative, so "
                                       "independent of how many items a step quantises. 0 disables restarts.", 0.1)
+    restart_epochs: int = _doc("Dead-code restarts only in the first this many epochs, 0 = in every epoch: codes "
+                               "spread over the items while the encoder moves fast, then stay put (a restart "
+                               "late in training moves what the adjustment reads and makes the valid curve jump).",
+                               0)
     data_init: bool = _doc("Initialise the codes from random encoder outputs at the first training step.", True)
     prior: Literal["counts", "ema"] = _doc("P(c): `counts` = assignment counts over all items (refresh_prior, "
                                            "once per epoch; uniform before the first), `ema` = EMA counts.", "counts")
@@ -164,6 +168,9 @@ class VectorQuantizer(nn.Module):
         self.store = store if store is not None else BufferCodebookStore(num_codes, dim)
         self.register_buffer("prior_counts", torch.zeros(num_codes))  # counts over all items (refresh_prior)
         self.register_buffer("initialized", torch.tensor(not cfg.data_init))
+        # Off after `restart_epochs` epochs (set by Backdoor.start_epoch; recomputed every epoch, so
+        # nothing to checkpoint).
+        self.restarts_on = cfg.dead_code_threshold > 0
         self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = _all_reduce_sum if cfg.allreduce_stats else None
 
     def codes(self) -> torch.Tensor:
@@ -220,6 +227,8 @@ class VectorQuantizer(nn.Module):
         if self.reduce_fn is not None:
             counts, sums = self.reduce_fn(counts), self.reduce_fn(sums)
         self.store.ema_update_(counts, sums, self.cfg.ema_decay, self.cfg.ema_epsilon)
+        if not self.restarts_on:
+            return
         count = self.store.ema_count()
         mean = float(count.mean())
         dead = count < self.cfg.dead_code_threshold * mean
@@ -316,6 +325,12 @@ class Backdoor(nn.Module):
             make = self.codebook.make_store
         self.levels = nn.ModuleList([VectorQuantizer(k, dim, cfg, make(k, dim)) for k in sizes])
         self.attention = nn.ModuleList([PriorAttention(dim, cfg.temperature) for _ in sizes])
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before epoch `epoch` (0-based): dead-code restarts stop after `restart_epochs` epochs."""
+        for vq in self.levels:
+            vq.restarts_on = self.cfg.dead_code_threshold > 0 and (
+                self.cfg.restart_epochs == 0 or epoch < self.cfg.restart_epochs)
 
     def _reread_codes(self) -> None:
         """Table-backed codes: drop the cached copy, so the next read looks the table up (a collective

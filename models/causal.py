@@ -305,6 +305,7 @@ class CausalRec(nn.Module):
             confounder, item_content = self.content_rows()
             stats: dict[str, float | list[int]] = {}
             if self.cfg.backdoor.enabled:
+                self.backdoor.start_epoch(epoch)
                 self.backdoor.refresh_prior(confounder)
                 stats.update({f"codebook/{k}": v for k, v in self.backdoor.usage_stats().items()})
                 # Per-code counts are lists: trackers log only scalars; the history keeps them for plots.

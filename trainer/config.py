@@ -249,6 +249,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.lr_decay_patience >= 1, "train.lr_decay_patience", cfg.train.lr_decay_patience, "must be >= 1"),
         (cfg.train.lr_decay_start_epoch >= 0, "train.lr_decay_start_epoch", cfg.train.lr_decay_start_epoch, "must be >= 0"),
         (0 <= cfg.train.min_learning_rate <= cfg.train.learning_rate, "train.min_learning_rate", cfg.train.min_learning_rate, "must be in [0, train.learning_rate]"),
+        (cfg.model.causal.backdoor.restart_epochs >= 0, "model.causal.backdoor.restart_epochs", cfg.model.causal.backdoor.restart_epochs, "must be >= 0 (0 = restarts in every epoch)"),
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
         (cfg.eval.sample_users >= 0, "eval.sample_users", cfg.eval.sample_users, "must be >= 0 (0 = all users)"),

@@ -428,3 +428,22 @@ def test_late_decay_confirm_script_trains_both_variants_on_seeds_13_to_15(tmp_pa
         assert ("--train.lr_decay_patience=5" in line) == ("decay60" in name)
     bad = _script("tiktok_late_decay_confirm.sh", tmp_path, DRY_RUN="1", VARIANTS="cosine")
     assert bad.returncode != 0 and "unknown variant 'cosine'" in bad.stderr
+
+
+def test_codebook_probe_script_limits_the_restarts_to_the_first_epochs(tmp_path: Path) -> None:
+    dry = _script("tiktok_codebook_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == [f"tiktok_causal{v}_s0" for v in ("", "_restart20", "_restart40", "_restart30_slow")]
+    b = "--model.causal.backdoor."
+    for line, name in zip(lines, names):
+        args = line.split() + [""]
+        assert (f"{b}restart_epochs=20" in args) == ("restart20" in name)
+        assert (f"{b}restart_epochs=40" in args) == ("restart40" in name)
+        assert (f"{b}restart_epochs=30" in args) == ("restart30" in name)
+        assert (f"{b}dead_code_threshold=0.1" in args) == (name.endswith(("restart20_s0", "restart40_s0")))
+        assert (f"{b}dead_code_threshold=0.5" in args) == ("slow" in name)
+        assert (f"{b}ema_decay=0.95" in args) == (name.endswith(("restart20_s0", "restart40_s0")))
+    bad = _script("tiktok_codebook_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="restart99")
+    assert bad.returncode != 0 and "unknown variant 'restart99'" in bad.stderr

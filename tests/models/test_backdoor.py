@@ -67,6 +67,19 @@ def test_dead_code_restarted_from_encoder_outputs() -> None:
     torch.testing.assert_close(vq.store.sum[1], code1 * count[1])
 
 
+@pytest.mark.parametrize("restart_epochs, epoch, restarted", [(0, 50, True), (2, 1, True), (2, 2, False)])
+def test_restarts_stop_after_restart_epochs(restart_epochs: int, epoch: int, restarted: bool) -> None:
+    cfg = _flat(coarse_codes=2, ema_decay=0.1, dead_code_threshold=0.5, restart_epochs=restart_epochs, store="buffer")
+    backdoor = Backdoor(2, cfg).train()
+    vq = backdoor.levels[0]
+    far = torch.tensor([[0.0, 0.0], [100.0, 100.0]])
+    vq.store.restart_(torch.arange(2), far)
+    backdoor.start_epoch(epoch)
+    vq(torch.randn(5, 2) * 0.1)  # code 1 wins nothing: dead by the threshold
+    assert (not torch.equal(vq.store.weight()[1], far[1])) == restarted
+    assert float(vq.store.ema_count()[1]) == pytest.approx(2.35 if restarted else 0.1)  # mean count, or the decayed one
+
+
 def test_data_init_and_stats_hook() -> None:
     vq = VectorQuantizer(3, D, BackdoorConfig(coarse_codes=3, ema_epsilon=0.0, dead_code_threshold=0.0)).train()
     z = torch.randn(8, D)

@@ -229,3 +229,13 @@ def test_pruned_pairs_weigh_less_in_the_bpr_term_after_a_refresh() -> None:
     # weight 0.5 averages the same per-pair terms with weights between the two
     model_terms = bpr_after_refresh(0.5)[0]
     assert min(full, only_kept) <= model_terms <= max(full, only_kept)
+
+
+def test_start_epoch_ends_the_code_restarts_after_restart_epochs() -> None:
+    model = _model()
+    model.cfg.backdoor = dataclasses.replace(model.cfg.backdoor, dead_code_threshold=0.1, restart_epochs=2)
+    model.backdoor.cfg = model.cfg.backdoor
+    model.start_epoch(1)
+    assert all(vq.restarts_on for vq in model.backdoor.levels)
+    model.start_epoch(2)
+    assert not any(vq.restarts_on for vq in model.backdoor.levels)

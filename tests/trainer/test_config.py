@@ -36,6 +36,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("--scaling.use_gpu=3", r"'scaling\.use_gpu' expects bool"),
         ("--train.learning_rate=-1", r"'train\.learning_rate' must be positive"),
         ("--eval.select_metric=recall@7", r"eval\.select_metric"),
+        ("--model.causal.backdoor.restart_epochs=-1", r"'model\.causal\.backdoor\.restart_epochs' must be >= 0"),
         ("train.batch_size", r"not of the form"),
     ],
 )
