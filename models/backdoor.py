@@ -22,6 +22,7 @@ Code vectors live behind `CodebookStore` (weight(), ema_update_(), restart_()): 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -312,6 +313,7 @@ class Backdoor(nn.Module):
         cfg = cfg or BackdoorConfig()
         self.cfg, self.dim = cfg, dim
         self.codebook: nn.Module | None = None  # the CodebookTable when the codes live in a TorchRec table
+        self._collapse_warned: set[str] = set()  # levels warn_if_collapsed has warned about
         if not cfg.enabled:
             self.levels = nn.ModuleList()
             return
@@ -408,6 +410,25 @@ class Backdoor(nn.Module):
         """Items assigned to each code at the last `refresh_prior`, per level (for the usage plot)."""
         return {name: [int(c) for c in vq.prior_counts.round().tolist()]
                 for name, vq in zip(self.level_names(), self.levels)}
+
+    def warn_if_collapsed(self, epoch: int) -> list[str]:
+        """Warn (once per level) when a level holds every item on one code and no restart can revive
+        the others: its adjustment is then a constant vector, whatever the prior says. Returns the
+        levels warned about now. Why: on TikTok without restarts the coarse level does exactly this
+        from epoch 2 on (docs/RESULTS.md "TikTok: the coarse codebook without restarts"), and
+        nothing else in a run says so.
+        """
+        warned = []
+        for name, vq in zip(self.level_names(), self.levels):
+            if (vq.num_codes > 1 and int((vq.prior_counts > 0).sum()) == 1 and not vq.restarts_on
+                    and name not in self._collapse_warned):
+                self._collapse_warned.add(name)
+                warned.append(name)
+                warnings.warn(f"back-door {name} codebook: every item is on one of its {vq.num_codes} codes at epoch "
+                              f"{epoch + 1} and dead-code restarts are off, so this level's adjustment adds a "
+                              "constant (see model.causal.backdoor.restart_epochs / dead_code_threshold)",
+                              RuntimeWarning, stacklevel=2)
+        return warned
 
     @torch.no_grad()
     def usage_stats(self) -> dict[str, float]:

@@ -307,6 +307,7 @@ class CausalRec(nn.Module):
             if self.cfg.backdoor.enabled:
                 self.backdoor.start_epoch(epoch)
                 self.backdoor.refresh_prior(confounder)
+                self.backdoor.warn_if_collapsed(epoch)
                 stats.update({f"codebook/{k}": v for k, v in self.backdoor.usage_stats().items()})
                 # Per-code counts are lists: trackers log only scalars; the history keeps them for plots.
                 stats.update({f"codebook/{k}_counts": v for k, v in self.backdoor.usage_counts().items()})

@@ -261,3 +261,19 @@ def test_usage_stats_per_level_after_refresh() -> None:
         assert stats[f"{name}_used"] == used and stats[f"{name}_dead_fraction"] == pytest.approx(1 - used / k)
         assert 1.0 <= stats[f"{name}_perplexity"] <= used + 1e-9  # uniform over the used codes at most
     assert Backdoor(D, BackdoorConfig(enabled=False)).usage_stats() == {}
+
+
+@pytest.mark.parametrize("threshold, restart_epochs, epoch, warns", [(0.0, 0, 3, True), (0.1, 0, 3, False),
+                                                                     (0.1, 2, 3, True), (0.1, 5, 3, False)])
+def test_a_level_on_one_code_without_restarts_is_warned_about_once(threshold: float, restart_epochs: int, epoch: int,
+                                                                   warns: bool) -> None:
+    backdoor = Backdoor(2, _flat(hierarchical=True, coarse_codes=3, fine_codes=4, dead_code_threshold=threshold,
+                                 restart_epochs=restart_epochs, store="buffer"))
+    coarse, fine = backdoor.levels
+    coarse.prior_counts.copy_(torch.tensor([0.0, 9.0, 0.0]))  # every item on code 1
+    fine.prior_counts.copy_(torch.tensor([3.0, 0.0, 6.0, 0.0]))  # two codes in use: not collapsed
+    backdoor.start_epoch(epoch)
+    if warns:
+        with pytest.warns(RuntimeWarning, match="coarse codebook: every item is on one of its 3 codes"):
+            assert backdoor.warn_if_collapsed(epoch) == ["coarse"]
+    assert backdoor.warn_if_collapsed(epoch) == []  # once per level (or never, while restarts can revive codes)
