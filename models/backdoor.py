@@ -66,6 +66,10 @@ class BackdoorConfig:
         "codes_fine) that train.sharding shards and checkpoints with the ID tables, read by a no-grad lookup "
         "(never touched by an optimizer; models/codebook_table.py); `buffer` = replicated plain buffers.", "table")
 
+    def restarts_in(self, epoch: int) -> bool:
+        """Whether dead-code restarts act in epoch `epoch` (0-based): the one place that reads the two keys."""
+        return self.dead_code_threshold > 0 and (self.restart_epochs == 0 or epoch < self.restart_epochs)
+
 
 def _dist_world() -> int:
     """World size when a torch.distributed group is up, else 1."""
@@ -171,7 +175,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(not cfg.data_init))
         # Off after `restart_epochs` epochs (set by Backdoor.start_epoch; recomputed every epoch, so
         # nothing to checkpoint).
-        self.restarts_on = cfg.dead_code_threshold > 0
+        self.restarts_on = cfg.restarts_in(0)
         self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = _all_reduce_sum if cfg.allreduce_stats else None
 
     def codes(self) -> torch.Tensor:
@@ -259,6 +263,10 @@ class VectorQuantizer(nn.Module):
             self._ema_step(z.detach(), idx)
         return q, idx, commit
 
+    def codes_in_use(self) -> int:
+        """Codes holding at least one item at the last `refresh_prior`."""
+        return int((self.prior_counts > 0).sum())
+
     @torch.no_grad()
     def counts_of(self, idx: torch.Tensor, reduce: bool = False) -> torch.Tensor:
         counts = torch.bincount(idx, minlength=self.num_codes).float()
@@ -331,8 +339,7 @@ class Backdoor(nn.Module):
     def start_epoch(self, epoch: int) -> None:
         """Called before epoch `epoch` (0-based): dead-code restarts stop after `restart_epochs` epochs."""
         for vq in self.levels:
-            vq.restarts_on = self.cfg.dead_code_threshold > 0 and (
-                self.cfg.restart_epochs == 0 or epoch < self.cfg.restart_epochs)
+            vq.restarts_on = self.cfg.restarts_in(epoch)
 
     def _reread_codes(self) -> None:
         """Table-backed codes: drop the cached copy, so the next read looks the table up (a collective
@@ -420,7 +427,7 @@ class Backdoor(nn.Module):
         """
         warned = []
         for name, vq in zip(self.level_names(), self.levels):
-            if (vq.num_codes > 1 and int((vq.prior_counts > 0).sum()) == 1 and not vq.restarts_on
+            if (vq.num_codes > 1 and vq.codes_in_use() == 1 and not vq.restarts_on
                     and name not in self._collapse_warned):
                 self._collapse_warned.add(name)
                 warned.append(name)
@@ -442,7 +449,7 @@ class Backdoor(nn.Module):
         """
         stats: dict[str, float] = {}
         for name, vq in zip(self.level_names(), self.levels):
-            used = int((vq.prior_counts > 0).sum())
+            used = vq.codes_in_use()
             p = vq.prior().double()
             entropy = -(p * p.clamp_min(1e-300).log()).sum()
             stats[f"{name}_used"] = float(used)
