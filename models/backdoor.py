@@ -53,6 +53,15 @@ class BackdoorConfig:
                                "late in training moves what the adjustment reads and makes the valid curve jump).",
                                0)
     data_init: bool = _doc("Initialise the codes from random encoder outputs at the first training step.", True)
+    refit_every: int = _doc("Re-fit every level's codes by k-means on all items' current ẑ (the fine level on the "
+                            "residuals of the re-fitted coarse codes) at the start of epoch `refit_start` and every "
+                            "this many epochs after it; 0 = never. Why: the codes start at step 1's encoder outputs and "
+                            "ẑ then drifts away from them, so without restarts the nearest code takes every item and "
+                            "the others are stranded (docs/RESULTS.md \"TikTok: the coarse codebook without "
+                            "restarts\"); a re-fit puts the codes where the items are now. The adjustment sums over "
+                            "all codes, so a re-fit's relabelling of codes does not change it.", 0)
+    refit_start: int = _doc("Epoch (0-based) of the first k-means re-fit, with refit_every > 0.", 10)
+    refit_iters: int = _doc("Lloyd iterations per k-means re-fit (each one assignment of all items, chunked).", 10)
     prior: Literal["counts", "ema"] = _doc("P(c): `counts` = assignment counts over all items (refresh_prior, "
                                            "once per epoch; uniform before the first), `ema` = EMA counts.", "counts")
     prior_smoothing: float = _doc("Additive smoothing alpha of the count prior: (n_k + alpha) / (n + K alpha).", 1.0)
@@ -69,6 +78,11 @@ class BackdoorConfig:
     def restarts_in(self, epoch: int) -> bool:
         """Whether dead-code restarts act in epoch `epoch` (0-based): the one place that reads the two keys."""
         return self.dead_code_threshold > 0 and (self.restart_epochs == 0 or epoch < self.restart_epochs)
+
+    def refits_in(self, epoch: int) -> bool:
+        """Whether the codes are re-fitted by k-means at the start of epoch `epoch` (0-based)."""
+        return (self.refit_every > 0 and epoch >= self.refit_start
+                and (epoch - self.refit_start) % self.refit_every == 0)
 
 
 def _dist_world() -> int:
@@ -107,8 +121,9 @@ class CodebookStore(nn.Module):
         """One EMA step from already (rank-)summed batch statistics n_k [K] and s_k [K, d]."""
         raise NotImplementedError
 
-    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:
-        """Set codes `index` to `vectors` and their EMA state to `count` members at that vector."""
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float | torch.Tensor = 1.0) -> None:
+        """Set codes `index` to `vectors` and their EMA state to `count` members at that vector
+        (one number for all, or one per code)."""
         raise NotImplementedError
 
 
@@ -125,6 +140,11 @@ def ema_step_(count: torch.Tensor, sum_: torch.Tensor, counts: torch.Tensor, sum
     total = count.sum()
     smoothed = (count + eps) / (total + count.numel() * eps) * total
     return sum_ / smoothed.clamp_min(1e-12).unsqueeze(1)
+
+
+def member_counts(count: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`count` (a number or one per code) as a tensor of `like`'s dtype and device, for restart_."""
+    return torch.as_tensor(count, dtype=like.dtype, device=like.device)
 
 
 class BufferCodebookStore(CodebookStore):
@@ -154,9 +174,10 @@ class BufferCodebookStore(CodebookStore):
         self.codes.copy_(ema_step_(self.count, self.sum, counts, sums, decay, eps))
 
     @torch.no_grad()
-    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float | torch.Tensor = 1.0) -> None:
+        count = member_counts(count, self.count)
         self.codes[index] = vectors.to(self.codes)
-        self.sum[index] = vectors.to(self.sum) * count
+        self.sum[index] = vectors.to(self.sum) * count.unsqueeze(-1)
         self.count[index] = count
 
 
@@ -263,6 +284,34 @@ class VectorQuantizer(nn.Module):
             self._ema_step(z.detach(), idx)
         return q, idx, commit
 
+    @torch.no_grad()
+    def refit_(self, z: torch.Tensor, iters: int, generator: torch.Generator) -> torch.Tensor:
+        """Re-fit the codes by k-means (Lloyd, `iters` rounds) on all rows of z [N, d]; returns their codes [N].
+
+        Starts from K random rows of z (drawn with `generator`, so every rank draws the same) and
+        assigns with `nearest`, the rule the level quantises by. The EMA state becomes "the
+        cluster's members at its centroid", scaled so the total EMA count is unchanged (the EMA
+        counts are per step, not per catalog); an empty cluster keeps its start row with a small
+        count. Rank 0's result is broadcast, as for restarts.
+        """
+        n, k = z.shape[0], self.num_codes
+        start = torch.randperm(n, generator=generator, device=z.device)[:k] if n >= k else \
+            torch.randint(n, (k,), generator=generator, device=z.device)
+        codes = z[start].clone()
+        for _ in range(max(iters, 1)):
+            idx = self.nearest(z, codes)
+            sizes = torch.bincount(idx, minlength=k).to(z.dtype)
+            sums = torch.zeros_like(codes).index_add_(0, idx, z)
+            codes = torch.where(sizes[:, None] > 0, sums / sizes.clamp_min(1)[:, None], codes)
+        codes = _broadcast0(codes)
+        idx = self.nearest(z, codes)
+        sizes = torch.bincount(idx, minlength=k).to(z.dtype)
+        total = float(self.store.ema_count().sum()) if bool(self.initialized) else float(n)
+        counts = (sizes / n * total).clamp_min(1e-3 * total / k)
+        self.store.restart_(torch.arange(k, device=z.device), codes, counts)
+        self.initialized.fill_(True)
+        return idx
+
     def codes_in_use(self) -> int:
         """Codes holding at least one item at the last `refresh_prior`."""
         return int((self.prior_counts > 0).sum())
@@ -340,6 +389,19 @@ class Backdoor(nn.Module):
         """Called before epoch `epoch` (0-based): dead-code restarts stop after `restart_epochs` epochs."""
         for vq in self.levels:
             vq.restarts_on = self.cfg.restarts_in(epoch)
+
+    @torch.no_grad()
+    def refit_(self, z_e_all: torch.Tensor, epoch: int) -> None:
+        """K-means re-fit of every level on all items' ẑ [N, d] (`refit_every`): coarse codes on ẑ,
+        fine codes on the residuals the re-fitted coarse codes leave. Seeded by the epoch, so a run
+        resumed from a checkpoint re-fits exactly as the uninterrupted run did."""
+        self._reread_codes()
+        generator = torch.Generator(device=z_e_all.device).manual_seed(epoch)
+        residual = z_e_all
+        for vq in self.levels:
+            idx = vq.refit_(residual, self.cfg.refit_iters, generator)
+            residual = residual - vq.store.weight()[idx]
+        self._reread_codes()
 
     def _reread_codes(self) -> None:
         """Table-backed codes: drop the cached copy, so the next read looks the table up (a collective

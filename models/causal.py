@@ -306,6 +306,9 @@ class CausalRec(nn.Module):
             stats: dict[str, float | list[int]] = {}
             if self.cfg.backdoor.enabled:
                 self.backdoor.start_epoch(epoch)
+                if self.cfg.backdoor.refits_in(epoch):
+                    self.backdoor.refit_(confounder, epoch)
+                    stats["codebook/refit"] = 1.0
                 self.backdoor.refresh_prior(confounder)
                 self.backdoor.warn_if_collapsed(epoch)
                 stats.update({f"codebook/{k}": v for k, v in self.backdoor.usage_stats().items()})

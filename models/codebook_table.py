@@ -45,7 +45,7 @@ from torch import nn
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 
-from models.backdoor import CodebookStore, ema_step_
+from models.backdoor import CodebookStore, ema_step_, member_counts
 
 LEVEL_NAMES = ("coarse", "fine")
 
@@ -196,9 +196,10 @@ class TableCodebookStore(CodebookStore):
         self.table.write_(self.level, ema_step_(self.count, self.sum, counts, sums, decay, eps))
 
     @torch.no_grad()
-    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float = 1.0) -> None:
+    def restart_(self, index: torch.Tensor, vectors: torch.Tensor, count: float | torch.Tensor = 1.0) -> None:
+        count = member_counts(count, self.count)
         codes = self.weight().clone()
         codes[index] = vectors.to(codes)
-        self.sum[index] = vectors.to(self.sum) * count
+        self.sum[index] = vectors.to(self.sum) * count.unsqueeze(-1)
         self.count[index] = count
         self.table.write_(self.level, codes)

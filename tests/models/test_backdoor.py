@@ -67,6 +67,61 @@ def test_dead_code_restarted_from_encoder_outputs() -> None:
     torch.testing.assert_close(vq.store.sum[1], code1 * count[1])
 
 
+@pytest.mark.parametrize("every, start, epoch, refits", [(0, 10, 10, False), (5, 10, 9, False), (5, 10, 10, True),
+                                                       (5, 10, 13, False), (5, 10, 20, True), (1, 0, 0, True)])
+def test_refits_in_reads_start_and_period(every: int, start: int, epoch: int, refits: bool) -> None:
+    assert BackdoorConfig(refit_every=every, refit_start=start).refits_in(epoch) == refits
+
+
+def _stranded_two_level(store: str) -> tuple[Backdoor, torch.Tensor]:
+    """Codes stranded far from the items, as after ẑ drifted: every item on coarse code 0."""
+    torch.manual_seed(0)
+    backdoor = Backdoor(2, BackdoorConfig(coarse_codes=3, fine_codes=2, data_init=False, ema_epsilon=0.0,
+                                          dead_code_threshold=0.0, refit_iters=20, store=store)).train()
+    centres = torch.tensor([[5.0, 0.0], [0.0, 5.0], [-5.0, -5.0]])
+    z = torch.cat([c + 0.3 * torch.randn(40, 2) for c in centres])
+    for vq in backdoor.levels:
+        vq.store.restart_(torch.arange(vq.num_codes), torch.full((vq.num_codes, 2), 50.0) +
+                          torch.arange(vq.num_codes, dtype=torch.float32)[:, None], 2.0)
+    return backdoor, z
+
+
+@pytest.mark.parametrize("store", ["buffer", "table"])
+def test_refit_puts_stranded_codes_on_the_item_clusters(store: str) -> None:
+    backdoor, z = _stranded_two_level(store)
+    coarse, fine = backdoor.levels
+    assert backdoor.assign(z)[0].unique().numel() == 1  # collapsed: the nearest stranded code takes all
+    total = float(coarse.store.ema_count().sum())
+    backdoor.refit_(z, epoch=10)
+    idx = backdoor.assign(z)
+    # Each planted cluster is one coarse code, its centroid the cluster's mean.
+    assert sorted(torch.bincount(idx[0]).tolist()) == [40, 40, 40]
+    for c in range(3):
+        torch.testing.assert_close(coarse.store.weight()[c], z[idx[0] == c].mean(0))
+    # EMA state: members at the centroid, the total EMA count kept (it counts per step, not per catalog).
+    torch.testing.assert_close(coarse.store.ema_count(), torch.full((3,), total / 3))
+    torch.testing.assert_close(coarse.store.sum, coarse.store.weight() * (total / 3))
+    # The fine level was re-fitted on the residuals of the new coarse codes: both its codes hold items.
+    assert torch.bincount(idx[1], minlength=2).min() > 0
+    residual = z - coarse.store.weight()[idx[0]]
+    for c in range(2):
+        torch.testing.assert_close(fine.store.weight()[c], residual[idx[1] == c].mean(0))
+
+
+def test_refit_is_seeded_by_the_epoch() -> None:
+    a, z = _stranded_two_level("buffer")
+    b, _ = _stranded_two_level("buffer")
+    torch.manual_seed(123)  # the global stream does not matter ...
+    a.refit_(z, epoch=3)
+    torch.manual_seed(456)
+    b.refit_(z, epoch=3)
+    for va, vb in zip(a.levels, b.levels):
+        assert torch.equal(va.store.weight(), vb.store.weight())
+    state = torch.random.get_rng_state()
+    a.refit_(z, epoch=4)
+    assert torch.equal(torch.random.get_rng_state(), state)  # ... and is not consumed
+
+
 @pytest.mark.parametrize("restart_epochs, epoch, restarted", [(0, 50, True), (2, 1, True), (2, 2, False)])
 def test_restarts_stop_after_restart_epochs(restart_epochs: int, epoch: int, restarted: bool) -> None:
     cfg = _flat(coarse_codes=2, ema_decay=0.1, dead_code_threshold=0.5, restart_epochs=restart_epochs, store="buffer")

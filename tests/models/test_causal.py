@@ -231,6 +231,21 @@ def test_pruned_pairs_weigh_less_in_the_bpr_term_after_a_refresh() -> None:
     assert min(full, only_kept) <= model_terms <= max(full, only_kept)
 
 
+def test_start_epoch_refits_the_codes_on_schedule() -> None:
+    model = _model()
+    model.cfg.backdoor = dataclasses.replace(model.cfg.backdoor, refit_every=2, refit_start=1)
+    model.backdoor.cfg = model.cfg.backdoor
+    assert "codebook/refit" not in model.start_epoch(0)  # (the codes' data init happens here)
+    before = [vq.store.weight().clone() for vq in model.backdoor.levels]
+    stats = model.start_epoch(1)
+    assert stats["codebook/refit"] == 1.0
+    assert not any(torch.equal(b, vq.store.weight()) for b, vq in zip(before, model.backdoor.levels))
+    # The prior is recounted on the re-fitted codes: every item counted once per level.
+    for vq in model.backdoor.levels:
+        assert float(vq.prior_counts.sum()) == I
+    assert "codebook/refit" not in model.start_epoch(2)
+
+
 def test_start_epoch_ends_the_code_restarts_after_restart_epochs() -> None:
     model = _model()
     model.cfg.backdoor = dataclasses.replace(model.cfg.backdoor, dead_code_threshold=0.1, restart_epochs=2)
