@@ -430,6 +430,23 @@ def test_late_decay_confirm_script_trains_both_variants_on_seeds_13_to_15(tmp_pa
     assert bad.returncode != 0 and "unknown variant 'cosine'" in bad.stderr
 
 
+def test_refit_probe_script_schedules_the_kmeans_refits(tmp_path: Path) -> None:
+    dry = _script("tiktok_refit_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == [f"tiktok_causal{v}_s0" for v in ("", "_refit5", "_refit10", "_refit_once")]
+    b = "--model.causal.backdoor."
+    for line, name in zip(lines, names):
+        args = line.split() + [""]
+        assert (f"{b}refit_start=10" in args) == ("refit" in name)
+        assert (f"{b}refit_every=5" in args) == ("refit5" in name)
+        assert (f"{b}refit_every=10" in args) == ("refit10" in name)
+        assert (f"{b}refit_every=100000" in args) == ("once" in name)
+    bad = _script("tiktok_refit_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="refit3")
+    assert bad.returncode != 0 and "unknown variant 'refit3'" in bad.stderr
+
+
 def test_codebook_probe_script_limits_the_restarts_to_the_first_epochs(tmp_path: Path) -> None:
     dry = _script("tiktok_codebook_probe.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
