@@ -481,21 +481,22 @@ class Backdoor(nn.Module):
                 for name, vq in zip(self.level_names(), self.levels)}
 
     def warn_if_collapsed(self, epoch: int) -> list[str]:
-        """Warn (once per level) when a level holds every item on one code and no restart can revive
-        the others: its adjustment is then a constant vector, whatever the prior says. Returns the
+        """Warn (once per level) when a level holds every item on one code and neither a restart nor a
+        scheduled k-means re-fit can revive the others: its adjustment is then a constant vector,
+        whatever the prior says. Returns the
         levels warned about now. Why: on TikTok without restarts the coarse level does exactly this
         from epoch 2 on (docs/RESULTS.md "TikTok: the coarse codebook without restarts"), and
         nothing else in a run says so.
         """
         warned = []
         for name, vq in zip(self.level_names(), self.levels):
-            if (vq.num_codes > 1 and vq.codes_in_use() == 1 and not vq.restarts_on
+            if (vq.num_codes > 1 and vq.codes_in_use() == 1 and not vq.restarts_on and self.cfg.refit_every == 0
                     and name not in self._collapse_warned):
                 self._collapse_warned.add(name)
                 warned.append(name)
                 warnings.warn(f"back-door {name} codebook: every item is on one of its {vq.num_codes} codes at epoch "
-                              f"{epoch + 1} and dead-code restarts are off, so this level's adjustment adds a "
-                              "constant (see model.causal.backdoor.restart_epochs / dead_code_threshold)",
+                              f"{epoch + 1} and neither dead-code restarts nor k-means re-fits are on, so this "
+                              "level's adjustment adds a constant (see model.causal.backdoor.refit_every, restart_epochs, dead_code_threshold)",
                               RuntimeWarning, stacklevel=2)
         return warned
 

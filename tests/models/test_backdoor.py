@@ -254,6 +254,11 @@ def _dist_worker(rank: int, init_file: str, out_dir: str) -> None:
             vq = VectorQuantizer(3, 2, cfg).train()
             vq(z[2 * rank:2 * rank + 2])  # data init (broadcast) + one EMA step on summed statistics
             out[name] = {"codes": vq.store.weight().clone(), "count": vq.store.ema_count().clone()}
+        # A k-means re-fit: rank 0's centroids everywhere, even from last-bit-different inputs.
+        bd = Backdoor(2, BackdoorConfig(coarse_codes=2, fine_codes=2, store="buffer", refit_iters=5)).train()
+        bd.refit_(z + 1e-6 * rank, epoch=7)
+        out["refit"] = {"codes": torch.cat([vq.store.weight() for vq in bd.levels]),
+                        "count": torch.cat([vq.store.ema_count() for vq in bd.levels])}
         torch.save(out, Path(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -264,7 +269,7 @@ def _dist_worker(rank: int, init_file: str, out_dir: str) -> None:
 def test_two_ranks_share_one_codebook(tmp_path) -> None:
     spawn_ranks(_dist_worker, (str(tmp_path / "init"), str(tmp_path)), init_file=str(tmp_path / "init"))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
-    for name in ("ema", "restart"):
+    for name in ("ema", "restart", "refit"):
         torch.testing.assert_close(r0[name]["codes"], r1[name]["codes"], rtol=0, atol=0)
         torch.testing.assert_close(r0[name]["count"], r1[name]["count"], rtol=0, atol=0)
     # Summed statistics: all 4 items counted (init 4/3 per code, then 0.5 * 4 + 0.5 * 4), not one rank's 2 (2).
@@ -318,12 +323,13 @@ def test_usage_stats_per_level_after_refresh() -> None:
     assert Backdoor(D, BackdoorConfig(enabled=False)).usage_stats() == {}
 
 
-@pytest.mark.parametrize("threshold, restart_epochs, epoch, warns", [(0.0, 0, 3, True), (0.1, 0, 3, False),
-                                                                     (0.1, 2, 3, True), (0.1, 5, 3, False)])
-def test_a_level_on_one_code_without_restarts_is_warned_about_once(threshold: float, restart_epochs: int, epoch: int,
-                                                                   warns: bool) -> None:
+@pytest.mark.parametrize("threshold, restart_epochs, refit_every, epoch, warns",
+                         [(0.0, 0, 0, 3, True), (0.1, 0, 0, 3, False), (0.1, 2, 0, 3, True), (0.1, 5, 0, 3, False),
+                          (0.0, 0, 5, 3, False)])
+def test_a_level_on_one_code_without_restarts_is_warned_about_once(threshold: float, restart_epochs: int,
+                                                                   refit_every: int, epoch: int, warns: bool) -> None:
     backdoor = Backdoor(2, _flat(hierarchical=True, coarse_codes=3, fine_codes=4, dead_code_threshold=threshold,
-                                 restart_epochs=restart_epochs, store="buffer"))
+                                 restart_epochs=restart_epochs, refit_every=refit_every, store="buffer"))
     coarse, fine = backdoor.levels
     coarse.prior_counts.copy_(torch.tensor([0.0, 9.0, 0.0]))  # every item on code 1
     fine.prior_counts.copy_(torch.tensor([3.0, 0.0, 6.0, 0.0]))  # two codes in use: not collapsed
@@ -331,4 +337,4 @@ def test_a_level_on_one_code_without_restarts_is_warned_about_once(threshold: fl
     if warns:
         with pytest.warns(RuntimeWarning, match="coarse codebook: every item is on one of its 3 codes"):
             assert backdoor.warn_if_collapsed(epoch) == ["coarse"]
-    assert backdoor.warn_if_collapsed(epoch) == []  # once per level (or never, while restarts can revive codes)
+    assert backdoor.warn_if_collapsed(epoch) == []  # once per level (or never, while restarts or re-fits can revive codes)
