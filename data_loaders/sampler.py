@@ -5,7 +5,9 @@ seed, same epoch) and takes its own slice of each global batch. That keeps the n
 steps identical on every rank -- required, because each step's sharded-table lookup is a
 collective -- and makes W workers on batch B/W see exactly the edges one worker sees on
 batch B. Negatives are drawn per rank (rank-specific stream) uniformly from the items the
-user has not interacted with in training, as MMRec does, exactly (no rejection loop).
+user has not interacted with in training, as MMRec does, exactly (no rejection loop). With
+`negatives` = k > 1 each positive enters its batch k times, each time with its own negative
+(RecBole's `neg_sampling: {uniform: k}`): the BPR term becomes the mean over k negatives.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ class Batch:
 
 
 class BPRSampler:
-    def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0) -> None:
+    def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 negatives: int = 1) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
+        if negatives < 1:
+            raise ValueError(f"BPRSampler: negatives per positive must be >= 1, got {negatives}")
+        self.num_negatives = negatives
         self.train = train
         self.batch_size = batch_size
         self.rank = rank
@@ -56,7 +62,8 @@ class BPRSampler:
             global_batch = global_batch[: len(global_batch) - len(global_batch) % self.world_size]
             if len(global_batch) == 0:
                 break
-            mine = global_batch[self.rank::self.world_size]
+            # A positive's k triples sit next to each other; k = 1 draws exactly the stream it always did.
+            mine = np.repeat(global_batch[self.rank::self.world_size], self.num_negatives)
             users = self.users[mine]
             yield Batch(users=users, positives=self.items[mine], negatives=self.negatives(users))
 

@@ -70,7 +70,12 @@ class ModelSection:
 @dataclass
 class TrainSection:
     epochs: int = doc("Maximum number of epochs (early stopping usually ends the run first).", 1000)
-    batch_size: int = doc("Global batch of (user, positive, negative) triples per step, split evenly over workers.", 2048)
+    batch_size: int = doc("Global batch of training positives (user, item) per step, split evenly over workers; "
+                          "each enters the step with `negatives` sampled negative items.", 2048)
+    negatives: int = doc("Negatives per training positive (RecBole's `neg_sampling: {uniform: k}`): each positive "
+                         "enters its batch this many times, each with its own uniform negative, so the ranking "
+                         "term is the mean over k negatives and a step holds batch_size x k triples. Why more "
+                         "than one: on sparse data a single negative gives the BPR term a weak, noisy gradient.", 1)
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
@@ -240,6 +245,7 @@ def validate(cfg: Config) -> None:
         (cfg.model.num_layers >= 0, "model.num_layers", cfg.model.num_layers, "must be >= 0"),
         (cfg.model.name != "lightgcn" or cfg.model.lightgcn.graph_mode != "sampled" or (len(cfg.model.lightgcn.fanouts) == cfg.model.num_layers and all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in cfg.model.lightgcn.fanouts)), "model.lightgcn.fanouts", cfg.model.lightgcn.fanouts, "must hold one positive integer per model.num_layers with graph_mode: sampled"),
         (cfg.model.lightgcn.eval_chunk_edges > 0, "model.lightgcn.eval_chunk_edges", cfg.model.lightgcn.eval_chunk_edges, "must be positive"),
+        (cfg.train.negatives >= 1, "train.negatives", cfg.train.negatives, "must be >= 1"),
         (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
         (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),
         (cfg.train.max_steps_per_epoch >= 0, "train.max_steps_per_epoch", cfg.train.max_steps_per_epoch, "must be >= 0 (0 = full epochs)"),

@@ -161,10 +161,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     stepper = build_stepper(sharded, engine=cfg.train.dense_engine, zero_stage=cfg.train.zero_stage,
                             gradient_clipping=cfg.train.gradient_clipping, optimizer=cfg.train.optimizer,
                             lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
-                            micro_batch_size=max(1, cfg.train.batch_size // world_size), device=device,
+                            micro_batch_size=max(1, cfg.train.batch_size * cfg.train.negatives // world_size), device=device,
                             world_size=world_size)
     dmp, optimizers = sharded.model, stepper.optimizers
-    sampler = BPRSampler(train, batch_size=cfg.train.batch_size, rank=rank, world_size=world_size, seed=cfg.run.seed)
+    sampler = BPRSampler(train, batch_size=cfg.train.batch_size, rank=rank, world_size=world_size, seed=cfg.run.seed,
+                         negatives=cfg.train.negatives)
     evaluator = Evaluator(cfg, splits, rank, world_size)
     state = TrainState(world_size=world_size, plan=sharded.plan_summary)
 

@@ -1,6 +1,7 @@
 """BPR triples: ranks split each global batch exactly; negatives avoid training items."""
 
 import numpy as np
+import pytest
 
 from data_loaders.graph import CSR
 from data_loaders.sampler import BPRSampler
@@ -44,6 +45,33 @@ def test_epochs_differ_and_state_restores() -> None:
     b = BPRSampler(train, batch_size=32, seed=0)
     b.load_state_dict(state)
     assert np.array_equal(next(iter(b.epoch(2))).negatives, after)
+
+
+def test_k_negatives_repeat_each_positive_with_its_own_negatives() -> None:
+    train = _graph(edges=1200)
+    one = list(BPRSampler(train, batch_size=64, seed=3).epoch(0))
+    three = [list(BPRSampler(train, batch_size=64, rank=r, world_size=2, seed=3, negatives=3).epoch(0))
+             for r in range(2)]
+    assert len(three[0]) == len(three[1]) == len(one)  # batch_size counts positives: same steps
+    for full, a, b in zip(one, *three):
+        assert len(a.users) == len(b.users) == 3 * len(full.users) // 2
+        for part in (a, b):
+            # Each positive's k triples sit together, each with a negative it has not trained on.
+            assert np.array_equal(part.users, np.repeat(part.users[::3], 3))
+            assert np.array_equal(part.positives, np.repeat(part.positives[::3], 3))
+            for u, j in zip(part.users, part.negatives):
+                assert j not in set(train.row(int(u)).tolist())
+        pairs = sorted(zip(full.users.tolist(), full.positives.tolist()))
+        assert sorted(zip(np.r_[a.users[::3], b.users[::3]].tolist(),
+                          np.r_[a.positives[::3], b.positives[::3]].tolist())) == pairs
+    # The k negatives of a positive are independent draws, not one draw repeated.
+    negs = np.concatenate([b.negatives for b in three[0]]).reshape(-1, 3)
+    assert (negs[:, 0] != negs[:, 1]).mean() > 0.5
+
+
+def test_zero_negatives_refused() -> None:
+    with pytest.raises(ValueError, match="negatives per positive must be >= 1, got 0"):
+        BPRSampler(_graph(), batch_size=8, negatives=0)
 
 
 def test_negatives_are_uniform_over_free_items() -> None:
