@@ -430,6 +430,22 @@ def test_late_decay_confirm_script_trains_both_variants_on_seeds_13_to_15(tmp_pa
     assert bad.returncode != 0 and "unknown variant 'cosine'" in bad.stderr
 
 
+def test_negatives_probe_script_sets_k(tmp_path: Path) -> None:
+    dry = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == ["tiktok_causal_s0", "tiktok_causal_neg4_s0", "tiktok_causal_neg8_s0"]
+    for line, k in zip(lines, (None, 4, 8)):
+        assert ("--train.negatives=" in line) == (k is not None)
+        assert k is None or f"--train.negatives={k} " in line + " "
+    # An empty VARIANTS trains the configuration alone (e.g. fresh seeds' reference runs).
+    only = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="")
+    assert [ln for ln in only.stdout.splitlines() if "trainer/main.py" in ln] == lines[:1]
+    bad = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="neg3")
+    assert bad.returncode != 0 and "unknown variant 'neg3'" in bad.stderr
+
+
 def test_refit_probe_script_schedules_the_kmeans_refits(tmp_path: Path) -> None:
     dry = _script("tiktok_refit_probe.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
