@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from data_loaders.graph import CSR
+from data_loaders.graph import CSR, lightgcn_adjacency
 from data_loaders.neighbors import NeighborGraph, NeighborSampler, SampledSubgraph, sampling_rng
 from models.bpr import Ranking, RegType, bpr_loss_terms, triple_rows
 from models.embeddings import IdTables
@@ -57,6 +57,12 @@ class LightGCNConfig:
     eval_chunk_edges: int = _doc(
         "With `graph_mode: sampled`: graph entries per sparse block when evaluation propagates the full graph "
         "(memory ~ 16 bytes x this, on top of the embeddings).", 4_000_000)
+    edge_keep: float = _doc(
+        "Edge dropout (`graph_mode: full`): each epoch, training propagates on a random `edge_keep` share of the "
+        "training edges, normalised by the kept degrees (SGL's edge dropout, redrawn per epoch from the run's seed, "
+        "the same on every rank); evaluation and the per-epoch refreshes use the full graph. 1 = off. Why: the "
+        "models here fit the training pairs within tens of epochs and then stall; dropping edges is the "
+        "regulariser graph recommenders use against that.", 1.0)
 
 
 _SPARSE_KW = {"check_invariants": False}
@@ -187,6 +193,8 @@ class LightGCN(nn.Module):
         # from the dataset, and any wrapper that syncs buffers would ship it. `.to()` therefore
         # does not move it: `to_device` does.
         self.adjacency: SparseOperator | None = None
+        self.train_adjacency: SparseOperator | None = None  # this epoch's dropped-edge graph (edge_keep < 1)
+        self._train_csr: CSR | None = None
         self.graph: NeighborGraph | None = None
         self.sampler: NeighborSampler | None = None
         if self.graph_mode == "full":
@@ -195,6 +203,11 @@ class LightGCN(nn.Module):
             if tuple(adjacency.shape) != (n, n):
                 raise ValueError(f"LightGCN: adjacency is {tuple(adjacency.shape)}, expected ({n}, {n})")
             self.adjacency = SparseOperator(adjacency)  # torch's sparse @ is slow on CPU: models/sparse_ops.py
+            if not 0 < cfg.edge_keep <= 1:
+                raise ValueError(f"LightGCN: edge_keep must be in (0, 1], got {cfg.edge_keep}")
+            if cfg.edge_keep < 1 and train is None:
+                raise ValueError("LightGCN: edge_keep < 1 needs the training CSR (train=...)")
+            self._train_csr = train if cfg.edge_keep < 1 else None
         else:
             fanouts = list(cfg.fanouts)
             if len(fanouts) != num_layers or not all(isinstance(f, int) and f > 0 for f in fanouts):
@@ -215,19 +228,31 @@ class LightGCN(nn.Module):
         """Move the adjacency (not a buffer, so not moved by `.to()`) to `device`."""
         if self.adjacency is not None:
             self.adjacency = self.adjacency.to(device)
+        if self.train_adjacency is not None:
+            self.train_adjacency = self.train_adjacency.to(device)
         return self
 
     def start_epoch(self, epoch: int) -> dict[str, float]:
-        """Called by the trainer before each epoch: seeds the epoch's neighbour samples."""
+        """Called by the trainer before each epoch: seeds the epoch's neighbour samples and, with
+        `edge_keep` < 1, draws the epoch's training graph."""
         self._epoch, self._step = epoch, 0
-        return {}
+        if self._train_csr is None:
+            return {}
+        train = self._train_csr
+        keep = np.random.default_rng([self.seed, epoch, 7]).random(train.nnz) < self.cfg.edge_keep
+        kept = CSR.from_pairs(train.row_ids()[keep], train.indices[keep], train.num_rows, train.num_cols,
+                              None if train.data is None else np.asarray(train.data)[keep])
+        device = self.adjacency.device if self.adjacency is not None else self.tables.device
+        self.train_adjacency = SparseOperator(lightgcn_adjacency(kept)).to(device)
+        return {"backbone/kept_edges": float(keep.mean())}
 
     # ---- full graph -------------------------------------------------------------------------
 
     def _full_mm(self, x: torch.Tensor) -> torch.Tensor:
         """A_hat @ x over the whole graph."""
         if self.adjacency is not None:
-            return self.adjacency @ x
+            dropped = self.train_adjacency is not None and self.training
+            return (self.train_adjacency if dropped else self.adjacency) @ x
         # Sampled mode keeps no adjacency: one CSR block of rows at a time from the neighbour graph.
         return graph_mm(self.graph, x, self.cfg.eval_chunk_edges)
 

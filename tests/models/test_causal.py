@@ -28,6 +28,7 @@ def _model(**switches: Any) -> CausalRec:
     cfg.backdoor = dataclasses.replace(cfg.backdoor, coarse_codes=3, fine_codes=4,
                                        enabled=switches.get("backdoor", True))
     cfg.diffusion = dataclasses.replace(cfg.diffusion, enabled=switches.get("diffusion", True))
+    cfg.backbone = dataclasses.replace(cfg.backbone, edge_keep=switches.get("edge_keep", 1.0))
     cfg.frontdoor = dataclasses.replace(cfg.frontdoor, enabled=switches.get("frontdoor", True), warmup_epochs=1,
                                         refresh_every=1, keep_ratio=0.5)
     return CausalRec(IdTables(U, I, D), num_layers=2, adjacency=lightgcn_adjacency(train), features=features,
@@ -229,6 +230,20 @@ def test_pruned_pairs_weigh_less_in_the_bpr_term_after_a_refresh() -> None:
     # weight 0.5 averages the same per-pair terms with weights between the two
     model_terms = bpr_after_refresh(0.5)[0]
     assert min(full, only_kept) <= model_terms <= max(full, only_kept)
+
+
+def test_backbone_edge_dropout_shapes_training_only() -> None:
+    model = _model(edge_keep=0.5)
+    model.start_epoch(0)
+    assert model.backbone.train_adjacency is not None
+    model.train()
+    trained_view = model.represent().id_user.detach()
+    model.eval()
+    with torch.no_grad():
+        eval_view = model.represent().id_user
+        full = _model().eval().represent().id_user  # same seed and tables: the undropped model
+    torch.testing.assert_close(eval_view, full)
+    assert not torch.allclose(trained_view, eval_view)
 
 
 def test_start_epoch_refits_the_codes_on_schedule() -> None:

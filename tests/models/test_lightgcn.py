@@ -243,3 +243,49 @@ def test_bad_sampled_config_is_refused(kw, match):
     with pytest.raises(ValueError, match="training CSR"):
         LightGCN(GU, GI, D, 2, None, IdTables(GU, GI, D, device="cpu"), 0.0,
                  cfg=LightGCNConfig(graph_mode="sampled", fanouts=[2, 2]))
+
+
+def _dropped(edge_keep: float, seed: int = 3) -> tuple[LightGCN, CSR]:
+    train = _random_graph()
+    torch.manual_seed(0)
+    model = LightGCN(GU, GI, D, 2, lightgcn_adjacency(train), IdTables(GU, GI, D, device="cpu"), 0.0,
+                     cfg=LightGCNConfig(edge_keep=edge_keep), train=train, seed=seed)
+    return model, train
+
+
+def test_edge_dropout_trains_on_the_kept_edges_and_evaluates_on_all() -> None:
+    model, train = _dropped(0.6)
+    stats = model.start_epoch(2)
+    keep = np.random.default_rng([3, 2, 7]).random(train.nnz) < 0.6
+    assert stats["backbone/kept_edges"] == pytest.approx(keep.mean())
+    kept = CSR.from_pairs(train.row_ids()[keep], train.indices[keep], GU, GI)
+    x = torch.randn(GU + GI, D)
+    # Training mode: the kept edges' graph, normalised by the kept degrees; eval mode: the full graph.
+    model.train()
+    torch.testing.assert_close(model._full_mm(x), lightgcn_adjacency(kept).to_dense() @ x)
+    model.eval()
+    torch.testing.assert_close(model._full_mm(x), lightgcn_adjacency(train).to_dense() @ x)
+    # The full graph's propagation is what final_embeddings returns.
+    full, _ = _pair(train, [2, 2], 2)
+    torch.testing.assert_close(model.final_embeddings()[0], full.final_embeddings()[0])
+
+
+def test_edge_dropout_is_redrawn_per_epoch_and_reproducible() -> None:
+    a, _ = _dropped(0.5)
+    b, _ = _dropped(0.5)
+    x = torch.randn(GU + GI, D)
+    a.start_epoch(1), b.start_epoch(1)
+    first = a._full_mm(x)
+    torch.testing.assert_close(first, b._full_mm(x), rtol=0, atol=0)  # same seed and epoch: same graph
+    a.start_epoch(2)
+    assert not torch.allclose(first, a._full_mm(x))  # a new draw each epoch
+
+
+def test_edge_keep_one_is_off_and_bad_values_are_refused() -> None:
+    model, _ = _dropped(1.0)
+    assert model.start_epoch(0) == {} and model.train_adjacency is None
+    with pytest.raises(ValueError, match=r"edge_keep must be in \(0, 1\], got 0.0"):
+        _dropped(0.0)
+    with pytest.raises(ValueError, match="edge_keep < 1 needs the training CSR"):
+        LightGCN(GU, GI, D, 2, lightgcn_adjacency(_random_graph()), IdTables(GU, GI, D, device="cpu"), 0.0,
+                 cfg=LightGCNConfig(edge_keep=0.5))

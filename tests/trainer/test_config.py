@@ -37,6 +37,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("--train.learning_rate=-1", r"'train\.learning_rate' must be positive"),
         ("--eval.select_metric=recall@7", r"eval\.select_metric"),
         ("--model.causal.backdoor.restart_epochs=-1", r"'model\.causal\.backdoor\.restart_epochs' must be >= 0"),
+        ("--model.causal.backbone.edge_keep=0", r"'model\.causal\.backbone\.edge_keep' must be in \(0, 1\]"),
         ("--train.negatives=0", r"'train\.negatives' must be >= 1"),
         ("--model.causal.backdoor.refit_every=-1", r"'model\.causal\.backdoor\.refit_every' must be >= 0"),
         ("--model.causal.backdoor.refit_iters=0", r"'model\.causal\.backdoor\.refit_iters' must be >= 1"),
