@@ -430,6 +430,19 @@ def test_late_decay_confirm_script_trains_both_variants_on_seeds_13_to_15(tmp_pa
     assert bad.returncode != 0 and "unknown variant 'cosine'" in bad.stderr
 
 
+def test_edge_dropout_probe_script_sets_the_kept_share(tmp_path: Path) -> None:
+    dry = _script("tiktok_edge_dropout_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == ["tiktok_causal_s0", "tiktok_causal_drop10_s0", "tiktok_causal_drop30_s0"]
+    for line, keep in zip(lines, (None, "0.9", "0.7")):
+        assert ("edge_keep" in line) == (keep is not None)
+        assert keep is None or f"--model.causal.backbone.edge_keep={keep} " in line + " "
+    bad = _script("tiktok_edge_dropout_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="drop50")
+    assert bad.returncode != 0 and "unknown variant 'drop50'" in bad.stderr
+
+
 def test_negatives_probe_script_sets_k(tmp_path: Path) -> None:
     dry = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
