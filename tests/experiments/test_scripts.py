@@ -443,6 +443,18 @@ def test_edge_dropout_probe_script_sets_the_kept_share(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "unknown variant 'drop50'" in bad.stderr
 
 
+def test_lightgcn_edge_dropout_script_trains_the_128_wide_baseline_with_dropout(tmp_path: Path) -> None:
+    dry = _script("tiktok_lightgcn_edge_dropout.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    assert [ln.split("--run.name=")[1].split()[0] for ln in lines] == \
+        [f"tiktok_lightgcn_dim128_drop30_s{s}" for s in (0, 1, 2)]
+    for line in lines:
+        args = line.split()
+        assert "configs/tiktok_lightgcn.yaml" in args and "--model.embedding_dim=128" in args
+        assert "--model.lightgcn.edge_keep=0.7" in args
+
+
 def test_negatives_probe_script_sets_k(tmp_path: Path) -> None:
     dry = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr
