@@ -209,6 +209,9 @@ class LightGCN(nn.Module):
                 raise ValueError("LightGCN: edge_keep < 1 needs the training CSR (train=...)")
             self._train_csr = train if cfg.edge_keep < 1 else None
         else:
+            if cfg.edge_keep != 1:
+                raise ValueError(f"LightGCN: edge_keep={cfg.edge_keep} needs graph_mode 'full' (sampled mode "
+                                 "already propagates on a sample of each node's edges)")
             fanouts = list(cfg.fanouts)
             if len(fanouts) != num_layers or not all(isinstance(f, int) and f > 0 for f in fanouts):
                 raise ValueError(f"LightGCN: graph_mode 'sampled' needs one positive integer fanout per layer "

@@ -256,6 +256,8 @@ def validate(cfg: Config) -> None:
         (cfg.train.lr_decay_start_epoch >= 0, "train.lr_decay_start_epoch", cfg.train.lr_decay_start_epoch, "must be >= 0"),
         (0 <= cfg.train.min_learning_rate <= cfg.train.learning_rate, "train.min_learning_rate", cfg.train.min_learning_rate, "must be in [0, train.learning_rate]"),
         (0 < cfg.model.lightgcn.edge_keep <= 1, "model.lightgcn.edge_keep", cfg.model.lightgcn.edge_keep, "must be in (0, 1] (1 = no edge dropout)"),
+        (cfg.model.lightgcn.edge_keep == 1 or cfg.model.lightgcn.graph_mode == "full", "model.lightgcn.edge_keep", cfg.model.lightgcn.edge_keep, "needs model.lightgcn.graph_mode: full (1 = off)"),
+        (cfg.model.causal.backbone.edge_keep == 1 or cfg.model.causal.backbone.graph_mode == "full", "model.causal.backbone.edge_keep", cfg.model.causal.backbone.edge_keep, "needs model.causal.backbone.graph_mode: full (1 = off)"),
         (0 < cfg.model.causal.backbone.edge_keep <= 1, "model.causal.backbone.edge_keep", cfg.model.causal.backbone.edge_keep, "must be in (0, 1] (1 = no edge dropout)"),
         (cfg.model.causal.backdoor.refit_every >= 0, "model.causal.backdoor.refit_every", cfg.model.causal.backdoor.refit_every, "must be >= 0 (0 = no k-means re-fit)"),
         (cfg.model.causal.backdoor.refit_start >= 0, "model.causal.backdoor.refit_start", cfg.model.causal.backdoor.refit_start, "must be >= 0"),

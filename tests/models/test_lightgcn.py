@@ -286,6 +286,9 @@ def test_edge_keep_one_is_off_and_bad_values_are_refused() -> None:
     assert model.start_epoch(0) == {} and model.train_adjacency is None
     with pytest.raises(ValueError, match=r"edge_keep must be in \(0, 1\], got 0.0"):
         _dropped(0.0)
+    with pytest.raises(ValueError, match="edge_keep=0.5 needs graph_mode 'full'"):
+        LightGCN(GU, GI, D, 2, None, IdTables(GU, GI, D, device="cpu"), 0.0,
+                 cfg=LightGCNConfig(graph_mode="sampled", fanouts=[2, 2], edge_keep=0.5), train=_random_graph())
     with pytest.raises(ValueError, match="edge_keep < 1 needs the training CSR"):
         LightGCN(GU, GI, D, 2, lightgcn_adjacency(_random_graph()), IdTables(GU, GI, D, device="cpu"), 0.0,
                  cfg=LightGCNConfig(edge_keep=0.5))

@@ -38,6 +38,8 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("--eval.select_metric=recall@7", r"eval\.select_metric"),
         ("--model.causal.backdoor.restart_epochs=-1", r"'model\.causal\.backdoor\.restart_epochs' must be >= 0"),
         ("--model.causal.backbone.edge_keep=0", r"'model\.causal\.backbone\.edge_keep' must be in \(0, 1\]"),
+        ("--model.causal.backbone.graph_mode=sampled --model.causal.backbone.edge_keep=0.5",
+         r"'model\.causal\.backbone\.edge_keep' .*needs model\.causal\.backbone\.graph_mode: full"),
         ("--train.negatives=0", r"'train\.negatives' must be >= 1"),
         ("--model.causal.backdoor.refit_every=-1", r"'model\.causal\.backdoor\.refit_every' must be >= 0"),
         ("--model.causal.backdoor.refit_iters=0", r"'model\.causal\.backdoor\.refit_iters' must be >= 1"),
@@ -46,7 +48,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
 )
 def test_bad_values_are_named(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [override])
+        load_config(None, override.split())
 
 
 def test_round_trip_through_dict() -> None:
