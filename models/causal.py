@@ -27,7 +27,7 @@ from data_loaders.graph import CSR
 from models.backdoor import Backdoor, BackdoorConfig
 from models.causal_sampled import check_sampled_config, sampled_forward
 from models.bpr import Ranking, RankLoss, RegType, bpr_loss_terms, triple_rows
-from models.contrast import ContrastConfig, cross_view_loss
+from models.contrast import ContrastConfig, IdContrastConfig, cross_view_loss, noisy_view_loss
 from models.diffusion import CrossModalDiffusion, DiffusionConfig
 from models.embeddings import IdTables
 from models.exposure import ExposureConfig, ExposureTerm
@@ -46,6 +46,7 @@ class CausalConfig:
     backdoor: BackdoorConfig = field(default_factory=BackdoorConfig)
     frontdoor: FrontdoorConfig = field(default_factory=FrontdoorConfig)
     contrast: ContrastConfig = field(default_factory=ContrastConfig)
+    id_contrast: IdContrastConfig = field(default_factory=IdContrastConfig)
     exposure: ExposureConfig = field(default_factory=ExposureConfig)
     backbone: LightGCNConfig = field(default_factory=LightGCNConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
@@ -264,6 +265,11 @@ class CausalRec(nn.Module):
         cl = cross_view_loss(self.cfg.contrast, users, torch.cat([pos, neg]), r.id_user, view_user,
                              r.id_item, view_item)
         out["loss"] = out["loss"] + r.losses["diffusion"] + r.losses["vq"] + topo + cl
+        if self.cfg.id_contrast.loss_weight:
+            out["id_contrast"] = noisy_view_loss(self.cfg.id_contrast, self.backbone._full_mm,
+                                                 torch.cat([r.ego_user, r.ego_item]), self.backbone.num_users,
+                                                 self.backbone.num_layers, users, torch.cat([pos, neg]))
+            out["loss"] = out["loss"] + out["id_contrast"]
         out.update(r.losses)
         out["topo"] = topo
         out["contrast"] = cl

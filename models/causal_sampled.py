@@ -58,6 +58,9 @@ def check_sampled_config(cfg: "CausalConfig") -> "CausalConfig":
     if cfg.views.enabled:
         raise ValueError("causal model: views.enabled is not available with backbone.graph_mode 'sampled' (the views "
                          "propagate whole tables on A_uu and S_ii every step)")
+    if cfg.id_contrast.loss_weight:
+        raise ValueError("causal model: id_contrast (SimGCL) is not available with backbone.graph_mode 'sampled' (its "
+                         "two noisy views propagate the full graph)")
     if cfg.profile_fanout < 1:
         raise ValueError(f"causal model: profile_fanout must be >= 1, got {cfg.profile_fanout}")
     # Each rank quantises its own batch's items: the codebook's EMA must see every rank's statistics.

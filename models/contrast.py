@@ -19,7 +19,7 @@ SGL/SimGCL-style objectives add to BPR.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +44,18 @@ class ContrastConfig:
                                "loss (docs/MODEL.md §5).", True)
     max_nodes: int = _doc("At most this many distinct users (and items) of the batch enter each InfoNCE "
                           "(memory ~ max_nodes^2); a random subset when there are more.", 4096)
+
+
+@dataclass
+class IdContrastConfig:
+    loss_weight: float = _doc("lambda_sgl: weight of the SimGCL term (two noise-perturbed propagations of the ID "
+                              "rows, InfoNCE between them, for the batch's users and items); 0 = off. Why: the "
+                              "uniformity it adds is SimGCL's fix for LightGCN's fast fit on sparse data, on the "
+                              "collaborative view itself (the content contrast above leaves the ID rows alone).",
+                              0.0)
+    eps: float = _doc("SimGCL's noise magnitude epsilon, added to every propagation layer's output.", 0.1)
+    temperature: float = _doc("tau of the SimGCL InfoNCE.", 0.2)
+    max_nodes: int = _doc("At most this many distinct users (and items) of the batch enter each InfoNCE.", 1024)
 
 
 def perturb(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -79,3 +91,28 @@ def cross_view_loss(cfg: ContrastConfig, users: torch.Tensor, items: torch.Tenso
             + info_nce(id_item.index_select(0, i), perturb(content_item.index_select(0, i), cfg.noise),
                        cfg.temperature))
     return cfg.loss_weight * loss
+
+
+def noisy_view_loss(cfg: IdContrastConfig, propagate: Callable[[torch.Tensor], torch.Tensor], ego: torch.Tensor,
+                    num_users: int, num_layers: int, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """SimGCL (Yu et al., SIGIR 2022): lambda_sgl * (InfoNCE(users) + InfoNCE(items)) between two views
+    of the ID rows, each the mean of layers 1..L of x_l = A x_{l-1} + eps * noise (`perturb`).
+
+    `propagate` is the backbone's x -> A x (in training: with its edge dropout, if any); `ego` the
+    [U+I, d] layer-0 rows, users first.
+    """
+    if cfg.loss_weight == 0 or num_layers == 0:
+        return ego.new_zeros(())
+
+    def view() -> tuple[torch.Tensor, torch.Tensor]:
+        x, total = ego, torch.zeros_like(ego)
+        for _ in range(num_layers):
+            x = perturb(propagate(x), cfg.eps)
+            total = total + x
+        user, item = (total / num_layers).split([num_users, ego.shape[0] - num_users])
+        return user, item
+
+    (user_a, item_a), (user_b, item_b) = view(), view()
+    u, i = _at_most(torch.unique(users), cfg.max_nodes), _at_most(torch.unique(items), cfg.max_nodes)
+    return cfg.loss_weight * (info_nce(user_a.index_select(0, u), user_b.index_select(0, u), cfg.temperature)
+                              + info_nce(item_a.index_select(0, i), item_b.index_select(0, i), cfg.temperature))

@@ -232,6 +232,24 @@ def test_pruned_pairs_weigh_less_in_the_bpr_term_after_a_refresh() -> None:
     assert min(full, only_kept) <= model_terms <= max(full, only_kept)
 
 
+def test_simgcl_term_joins_the_loss_only_when_weighted() -> None:
+    import copy
+    model = _model()
+    model.train()
+    twin = copy.deepcopy(model)
+    torch.manual_seed(1)
+    plain = twin(*_batch())
+    assert "id_contrast" not in plain
+    model.cfg.id_contrast = dataclasses.replace(model.cfg.id_contrast, loss_weight=0.1)
+    torch.manual_seed(1)  # the same draws up to the SimGCL term, which comes last
+    out = model(*_batch())
+    assert float(out["id_contrast"]) > 0
+    torch.testing.assert_close(out["loss"] - out["id_contrast"], plain["loss"])
+    # It reaches the ID rows through both noisy propagations.
+    out["id_contrast"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.tables.parameters())
+
+
 def test_backbone_edge_dropout_shapes_training_only() -> None:
     model = _model(edge_keep=0.5)
     model.start_epoch(0)

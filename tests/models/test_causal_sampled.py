@@ -13,6 +13,7 @@ from data_loaders.neighbors import NeighborGraph, NeighborSampler
 from models.bpr import Ranking
 from models.causal import CausalConfig, CausalRec
 from models.causal_sampled import profiles
+from models.contrast import IdContrastConfig
 from models.embeddings import IdTables
 from models.frontdoor import FrontdoorConfig
 from models.lightgcn import LightGCNConfig
@@ -128,7 +129,8 @@ def test_profiles_are_uniform_subsets_weighted_to_an_unbiased_mean() -> None:
 
 @pytest.mark.parametrize("extra,match", [({"user_content_in_score": True}, "user_content_in_score"),
                                          ({"frontdoor": FrontdoorConfig(mediator_items="content")}, "mediator_items"),
-                                         ({"profile_fanout": 0}, "profile_fanout")])
+                                         ({"profile_fanout": 0}, "profile_fanout"),
+                                         ({"id_contrast": IdContrastConfig(loss_weight=0.1)}, "id_contrast")])
 def test_unsupported_sampled_settings_are_clear_errors(extra, match) -> None:
     with pytest.raises(ValueError, match=match):
         _model("sampled", **extra)
