@@ -455,6 +455,19 @@ def test_lightgcn_edge_dropout_script_trains_the_128_wide_baseline_with_dropout(
         assert "--model.lightgcn.edge_keep=0.7" in args
 
 
+def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
+    dry = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1")
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    assert names == ["tiktok_causal_s0", "tiktok_causal_sgl01_s0", "tiktok_causal_sgl05_s0"]
+    for line, w in zip(lines, (None, "0.1", "0.5")):
+        assert ("id_contrast" in line) == (w is not None)
+        assert w is None or f"--model.causal.id_contrast.loss_weight={w} " in line + " "
+    bad = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl2")
+    assert bad.returncode != 0 and "unknown variant 'sgl2'" in bad.stderr
+
+
 def test_negatives_probe_script_sets_k(tmp_path: Path) -> None:
     dry = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1")
     assert dry.returncode == 0, dry.stderr

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# SimGCL's noisy-view contrast on the causal model's ID rows (docs/RESULTS.md "TikTok: a SimGCL
+# term on the ID rows"): model.causal.id_contrast.loss_weight > 0 adds InfoNCE between two
+# noise-perturbed propagations of the ID rows (eps 0.1, temperature 0.2) for the batch's nodes.
+#
+#   runs/tiktok_causal_s<seed>          configs/tiktok_causal.yaml (skipped when present)
+#   runs/tiktok_causal_sgl01_s<seed>    SimGCL weight 0.1
+#   runs/tiktok_causal_sgl05_s<seed>    SimGCL weight 0.5
+#
+#   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
+#       bash experiments/tiktok_simgcl_probe.sh
+#
+# Finished runs are skipped; see experiments/lib.sh for RUNS, JOBS, SEEDS (default here "0"), LOGS, EXTRA_ARGS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS=${SEEDS:-0}
+source experiments/lib.sh
+VARIANTS=${VARIANTS-sgl01 sgl05}
+
+override() {
+  case $1 in
+    sgl01) echo "--model.causal.id_contrast.loss_weight=0.1" ;;
+    sgl05) echo "--model.causal.id_contrast.loss_weight=0.5" ;;
+    *) echo "error: unknown variant '$1'" >&2; return 1 ;;
+  esac
+}
+train_variants configs/tiktok_causal.yaml tiktok_causal override
