@@ -6,6 +6,9 @@
 #   runs/tiktok_causal_s<seed>          configs/tiktok_causal.yaml (skipped when present)
 #   runs/tiktok_causal_sgl01_s<seed>    SimGCL weight 0.1
 #   runs/tiktok_causal_sgl05_s<seed>    SimGCL weight 0.5
+#   second round (VARIANTS="sgl002 sgl002_eps001"):
+#   runs/tiktok_causal_sgl002_s<seed>         weight 0.02
+#   runs/tiktok_causal_sgl002_eps001_s<seed>  weight 0.02, eps 0.01
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_simgcl_probe.sh
@@ -21,6 +24,8 @@ override() {
   case $1 in
     sgl01) echo "--model.causal.id_contrast.loss_weight=0.1" ;;
     sgl05) echo "--model.causal.id_contrast.loss_weight=0.5" ;;
+    sgl002) echo "--model.causal.id_contrast.loss_weight=0.02" ;;
+    sgl002_eps001) echo "--model.causal.id_contrast.loss_weight=0.02 --model.causal.id_contrast.eps=0.01" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

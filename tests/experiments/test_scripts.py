@@ -464,6 +464,10 @@ def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
     for line, w in zip(lines, (None, "0.1", "0.5")):
         assert ("id_contrast" in line) == (w is not None)
         assert w is None or f"--model.causal.id_contrast.loss_weight={w} " in line + " "
+    second = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl002 sgl002_eps001")
+    lines = [ln for ln in second.stdout.splitlines() if "trainer/main.py" in ln][1:]
+    assert all("--model.causal.id_contrast.loss_weight=0.02 " in ln + " " for ln in lines)
+    assert ["--model.causal.id_contrast.eps=0.01" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl2")
     assert bad.returncode != 0 and "unknown variant 'sgl2'" in bad.stderr
 
