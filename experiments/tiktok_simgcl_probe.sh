@@ -9,6 +9,10 @@
 #   second round (VARIANTS="sgl002 sgl002_eps001"):
 #   runs/tiktok_causal_sgl002_s<seed>         weight 0.02
 #   runs/tiktok_causal_sgl002_eps001_s<seed>  weight 0.02, eps 0.01
+#   check on the ID backbone alone (VARIANTS="idonly idonly_sgl01"): every causal module off, the
+#   content out of the score, so the model is LightGCN (+ the SimGCL term)
+#   runs/tiktok_causal_idonly_s<seed>         no SimGCL term
+#   runs/tiktok_causal_idonly_sgl01_s<seed>   SimGCL weight 0.1
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_simgcl_probe.sh
@@ -20,8 +24,13 @@ SEEDS=${SEEDS:-0}
 source experiments/lib.sh
 VARIANTS=${VARIANTS-sgl01 sgl05}
 
+IDONLY="--model.causal.diffusion.enabled=false --model.causal.backdoor.enabled=false \
+--model.causal.frontdoor.enabled=false --model.causal.contrast.enabled=false --model.causal.content_in_score=false"
+
 override() {
   case $1 in
+    idonly) echo "$IDONLY" ;;
+    idonly_sgl01) echo "$IDONLY --model.causal.id_contrast.loss_weight=0.1" ;;
     sgl01) echo "--model.causal.id_contrast.loss_weight=0.1" ;;
     sgl05) echo "--model.causal.id_contrast.loss_weight=0.5" ;;
     sgl002) echo "--model.causal.id_contrast.loss_weight=0.02" ;;

@@ -468,6 +468,12 @@ def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
     lines = [ln for ln in second.stdout.splitlines() if "trainer/main.py" in ln][1:]
     assert all("--model.causal.id_contrast.loss_weight=0.02 " in ln + " " for ln in lines)
     assert ["--model.causal.id_contrast.eps=0.01" in ln for ln in lines] == [False, True]
+    check = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="idonly idonly_sgl01")
+    lines = [ln for ln in check.stdout.splitlines() if "trainer/main.py" in ln][1:]
+    for ln in lines:
+        assert all(f"--model.causal.{m}.enabled=false" in ln for m in ("diffusion", "backdoor", "frontdoor", "contrast"))
+        assert "--model.causal.content_in_score=false" in ln
+    assert ["id_contrast.loss_weight=0.1" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl2")
     assert bad.returncode != 0 and "unknown variant 'sgl2'" in bad.stderr
 
