@@ -13,6 +13,8 @@
 #   content out of the score, so the model is LightGCN (+ the SimGCL term)
 #   runs/tiktok_causal_idonly_s<seed>         no SimGCL term
 #   runs/tiktok_causal_idonly_sgl01_s<seed>   SimGCL weight 0.1
+#   ... and at SimGCL's own batch and rate (VARIANTS="idonly_b2048 idonly_sgl05_b2048"): batch 2048,
+#   learning rate 1e-3, its Yelp2018 weight 0.5 and all 2,048 nodes per InfoNCE
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_simgcl_probe.sh
@@ -27,10 +29,15 @@ VARIANTS=${VARIANTS-sgl01 sgl05}
 IDONLY="--model.causal.diffusion.enabled=false --model.causal.backdoor.enabled=false \
 --model.causal.frontdoor.enabled=false --model.causal.contrast.enabled=false --model.causal.content_in_score=false"
 
+SIMGCL_RUN="--train.batch_size=2048 --train.learning_rate=1e-3"
+
 override() {
   case $1 in
     idonly) echo "$IDONLY" ;;
     idonly_sgl01) echo "$IDONLY --model.causal.id_contrast.loss_weight=0.1" ;;
+    idonly_b2048) echo "$IDONLY $SIMGCL_RUN" ;;
+    idonly_sgl05_b2048) echo "$IDONLY $SIMGCL_RUN --model.causal.id_contrast.loss_weight=0.5 \
+--model.causal.id_contrast.max_nodes=2048" ;;
     sgl01) echo "--model.causal.id_contrast.loss_weight=0.1" ;;
     sgl05) echo "--model.causal.id_contrast.loss_weight=0.5" ;;
     sgl002) echo "--model.causal.id_contrast.loss_weight=0.02" ;;

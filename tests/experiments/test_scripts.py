@@ -474,6 +474,10 @@ def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
         assert all(f"--model.causal.{m}.enabled=false" in ln for m in ("diffusion", "backdoor", "frontdoor", "contrast"))
         assert "--model.causal.content_in_score=false" in ln
     assert ["id_contrast.loss_weight=0.1" in ln for ln in lines] == [False, True]
+    own = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="idonly_b2048 idonly_sgl05_b2048")
+    lines = [ln for ln in own.stdout.splitlines() if "trainer/main.py" in ln][1:]
+    assert all("--train.batch_size=2048" in ln and "--train.learning_rate=1e-3" in ln for ln in lines)
+    assert ["id_contrast.loss_weight=0.5" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl2")
     assert bad.returncode != 0 and "unknown variant 'sgl2'" in bad.stderr
 
