@@ -30,6 +30,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from models.kmeans import lloyd
+
 
 def _doc(text: str, default: Any) -> Any:
     return field(default=default, metadata={"doc": text})
@@ -297,13 +299,7 @@ class VectorQuantizer(nn.Module):
         n, k = z.shape[0], self.num_codes
         start = torch.randperm(n, generator=generator, device=z.device)[:k] if n >= k else \
             torch.randint(n, (k,), generator=generator, device=z.device)
-        codes = z[start].clone()
-        for _ in range(max(iters, 1)):
-            idx = self.nearest(z, codes)
-            sizes = torch.bincount(idx, minlength=k).to(z.dtype)
-            sums = torch.zeros_like(codes).index_add_(0, idx, z)
-            codes = torch.where(sizes[:, None] > 0, sums / sizes.clamp_min(1)[:, None], codes)
-        codes = _broadcast0(codes)
+        codes = _broadcast0(lloyd(z, z[start].clone(), iters, self.nearest)[0])
         idx = self.nearest(z, codes)
         sizes = torch.bincount(idx, minlength=k).to(z.dtype)
         total = float(self.store.ema_count().sum()) if bool(self.initialized) else float(n)
@@ -401,7 +397,6 @@ class Backdoor(nn.Module):
         for vq in self.levels:
             idx = vq.refit_(residual, self.cfg.refit_iters, generator)
             residual = residual - vq.store.weight()[idx]
-        self._reread_codes()
 
     def _reread_codes(self) -> None:
         """Table-backed codes: drop the cached copy, so the next read looks the table up (a collective
@@ -483,8 +478,7 @@ class Backdoor(nn.Module):
     def warn_if_collapsed(self, epoch: int) -> list[str]:
         """Warn (once per level) when a level holds every item on one code and neither a restart nor a
         scheduled k-means re-fit can revive the others: its adjustment is then a constant vector,
-        whatever the prior says. Returns the
-        levels warned about now. Why: on TikTok without restarts the coarse level does exactly this
+        whatever the prior says. Returns the levels warned about now. Why: on TikTok without restarts the coarse level does exactly this
         from epoch 2 on (docs/RESULTS.md "TikTok: the coarse codebook without restarts"), and
         nothing else in a run says so.
         """
@@ -496,7 +490,8 @@ class Backdoor(nn.Module):
                 warned.append(name)
                 warnings.warn(f"back-door {name} codebook: every item is on one of its {vq.num_codes} codes at epoch "
                               f"{epoch + 1} and neither dead-code restarts nor k-means re-fits are on, so this "
-                              "level's adjustment adds a constant (see model.causal.backdoor.refit_every, restart_epochs, dead_code_threshold)",
+                              "level's adjustment adds a constant (see model.causal.backdoor.refit_every, "
+                              "restart_epochs, dead_code_threshold)",
                               RuntimeWarning, stacklevel=2)
         return warned
 

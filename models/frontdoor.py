@@ -26,6 +26,7 @@ from torch import nn
 from data_loaders.graph import CSR
 from data_loaders.neighbors import NeighborGraph
 from models.backdoor import PriorAttention
+from models.kmeans import lloyd
 from models.lightgcn import graph_mm
 from models.sparse_ops import SparseOperator
 
@@ -139,13 +140,7 @@ def layer_mean(adj: torch.Tensor | SparseOperator, x: torch.Tensor, num_layers: 
 def kmeans(x: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(centroids [k, d], cluster sizes [k]) by Lloyd's algorithm from k random rows (empty clusters keep theirs)."""
     k = min(k, x.shape[0])
-    centroids = x[torch.randperm(x.shape[0], device=x.device)[:k]].clone()
-    for _ in range(max(iters, 1)):
-        idx = torch.cdist(x, centroids).argmin(1)
-        sizes = torch.bincount(idx, minlength=k).float()
-        sums = torch.zeros_like(centroids).index_add_(0, idx, x)
-        centroids = torch.where(sizes[:, None] > 0, sums / sizes.clamp_min(1)[:, None], centroids)
-    return centroids, sizes
+    return lloyd(x, x[torch.randperm(x.shape[0], device=x.device)[:k]].clone(), iters)
 
 
 class FrontDoor(nn.Module):
