@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A k-means re-fit of TikTok's codebook (docs/RESULTS.md "TikTok: a k-means re-fit of the
 # codebook"): the codes start at step 1's encoder outputs, ẑ then drifts away (at the best
-# checkpoint its items sit ~0.95 from the origin along one direction, the codes ~0.68 out), and
+# checkpoint its items sit ~0.95 from the origin along one direction, the codes 0.65-0.85 out), and
 # the nearest code takes every item. A re-fit (backdoor.refit_every / refit_start) puts the codes
 # where the items are now.
 #

@@ -25,6 +25,7 @@ linked from results.md) would otherwise be replaced by a different figure.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from data_loaders.format import Split
+from models.backdoor import VectorQuantizer
 from models.causal import CausalRec
 from trainer.evaluate import topk_items
 from trainer.restore import RestoredRun, RestoreError, restore_run
@@ -140,12 +142,32 @@ def explain_codes(run: RestoredRun, members: int = 5) -> tuple[dict[str, Any], d
             rows.append({"code": c, "prior": float(prior[c]), "size": int(sizes[c]),
                          "prior_count": float(vq.prior_counts[c]),
                          "top_items": closest.tolist(), "distances": dist[closest].tolist()})
-        levels.append({"level": name, "num_codes": vq.num_codes, "codes": rows})
+        levels.append({"level": name, "num_codes": vq.num_codes, "geometry": _geometry(vq, residual, codes),
+                       "codes": rows})
         coarse = idx if coarse is None else coarse
         residual = residual - codes[idx]
     report = {**_header(run), "num_items": int(r.confounder.shape[0]), "levels": levels}
     arrays = {"confounder": r.confounder, "coarse": coarse, "coarse_codes": model.backdoor.levels[0].store.weight()}
     return report, arrays
+
+
+def _geometry(vq: VectorQuantizer, z: torch.Tensor, codes: torch.Tensor) -> dict[str, float]:
+    """Where a level's inputs and codes sit, and how a fresh k-means would split the inputs.
+
+    Why: a level that holds every item on one code either has inputs without structure or codes
+    stranded where the inputs used to be; a k-means of the same inputs (a throwaway copy of the
+    level, seed 0) tells the two apart (docs/RESULTS.md "TikTok: a k-means re-fit of the codebook").
+    """
+    mean = z.mean(0)
+    probe = VectorQuantizer(vq.num_codes, z.shape[1], dataclasses.replace(vq.cfg, store="buffer"))
+    sizes = torch.bincount(probe.refit_(z, vq.cfg.refit_iters, torch.Generator(device=z.device).manual_seed(0)),
+                           minlength=vq.num_codes).double()
+    p = sizes / sizes.sum()
+    norms = codes.norm(dim=1)
+    return {"input_mean_norm": float(z.norm(dim=1).mean()), "input_norm_of_mean": float(mean.norm()),
+            "input_spread": float((z - mean).norm(dim=1).mean()),
+            "code_norm_min": float(norms.min()), "code_norm_max": float(norms.max()),
+            "kmeans_perplexity": float(torch.exp(-(p * p.clamp_min(1e-300).log()).sum()))}
 
 
 def _num(x: float) -> str:
@@ -193,7 +215,12 @@ def render_codes(rep: dict[str, Any]) -> str:
              "prior: P(c) the back-door adjustment uses (counts of the refresh at the start of that epoch); "
              f"items: assigned now, of {rep['num_items']}; top items: closest to the code vector (distance).", ""]
     for level in rep["levels"]:
+        g = level["geometry"]
         lines += [f"## {level['level']} ({level['num_codes']} codes)", "",
+                  f"inputs: mean norm {g['input_mean_norm']:.3f}, norm of their mean {g['input_norm_of_mean']:.3f}, "
+                  f"mean distance to their mean {g['input_spread']:.3f}; code norms {g['code_norm_min']:.3f}-"
+                  f"{g['code_norm_max']:.3f}; a fresh k-means of these inputs into {level['num_codes']} clusters: "
+                  f"perplexity {g['kmeans_perplexity']:.1f}", "",
                   "| code | prior | items | top items |", "|---|---|---|---|"]
         lines += [f"| {c['code']} | {c['prior']:.4f} | {c['size']} | "
                   + ", ".join(f"{i} ({d:.3f})" for i, d in zip(c["top_items"], c["distances"])) + " |"

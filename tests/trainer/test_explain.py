@@ -163,6 +163,25 @@ def test_codes_table_and_pngs(causal_run, restored, tmp_path: Path, capsys) -> N
     assert not (Path(causal_run) / "code_usage.png").exists()
 
 
+def test_codes_report_where_inputs_and_codes_sit(causal_run, restored, capsys) -> None:
+    model = restored.model
+    before = [vq.store.weight().clone() for vq in model.backdoor.levels]
+    rep, _ = explain_codes(restored, members=1)
+    z = model.represent().confounder
+    coarse = rep["levels"][0]["geometry"]
+    assert coarse["input_mean_norm"] == pytest.approx(float(z.norm(dim=1).mean()), rel=1e-5)
+    assert coarse["input_norm_of_mean"] == pytest.approx(float(z.mean(0).norm()), rel=1e-5)
+    assert coarse["input_norm_of_mean"] <= coarse["input_mean_norm"] + 1e-6
+    norms = model.backdoor.levels[0].store.weight().norm(dim=1)
+    assert (coarse["code_norm_min"], coarse["code_norm_max"]) == pytest.approx((float(norms.min()), float(norms.max())))
+    for level in rep["levels"]:
+        assert 1.0 <= level["geometry"]["kmeans_perplexity"] <= level["num_codes"] + 1e-6
+    # The report's k-means runs on a throwaway copy: the model's own codebook is untouched.
+    assert all(torch.equal(b, vq.store.weight()) for b, vq in zip(before, model.backdoor.levels))
+    assert main(["--run", causal_run, "--codes", "--json"]) == 0
+    assert '"kmeans_perplexity"' in capsys.readouterr().out
+
+
 def test_cli_user_markdown_and_json(causal_run, capsys) -> None:
     assert main(["--run", causal_run, "--user", "5", "--k", "7"]) == 0
     text = capsys.readouterr().out
