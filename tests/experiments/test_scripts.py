@@ -48,6 +48,14 @@ def _script(name: str, tmp_path: Path, **env: str) -> subprocess.CompletedProces
                           timeout=60)
 
 
+def _dry_run(name: str, tmp_path: Path, **env: str) -> tuple[list[str], list[str]]:
+    """(the training commands a DRY_RUN of script `name` prints, their run names); the run must succeed."""
+    dry = _script(name, tmp_path, DRY_RUN="1", **env)
+    assert dry.returncode == 0, dry.stderr
+    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
+    return lines, [ln.split("--run.name=")[1].split()[0] for ln in lines]
+
+
 def test_seeds_script_skips_finished_runs_and_reports_failures(tmp_path: Path) -> None:
     (tmp_path / "runs" / "tiktok_lightgcn_s0").mkdir(parents=True)
     (tmp_path / "runs" / "tiktok_lightgcn_s0" / "metrics.json").write_text("{}")
@@ -431,10 +439,7 @@ def test_late_decay_confirm_script_trains_both_variants_on_seeds_13_to_15(tmp_pa
 
 
 def test_edge_dropout_probe_script_sets_the_kept_share(tmp_path: Path) -> None:
-    dry = _script("tiktok_edge_dropout_probe.sh", tmp_path, DRY_RUN="1")
-    assert dry.returncode == 0, dry.stderr
-    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
-    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    lines, names = _dry_run("tiktok_edge_dropout_probe.sh", tmp_path)
     assert names == ["tiktok_causal_s0", "tiktok_causal_drop10_s0", "tiktok_causal_drop30_s0"]
     for line, keep in zip(lines, (None, "0.9", "0.7")):
         assert ("edge_keep" in line) == (keep is not None)
@@ -444,11 +449,8 @@ def test_edge_dropout_probe_script_sets_the_kept_share(tmp_path: Path) -> None:
 
 
 def test_lightgcn_edge_dropout_script_trains_the_128_wide_baseline_with_dropout(tmp_path: Path) -> None:
-    dry = _script("tiktok_lightgcn_edge_dropout.sh", tmp_path, DRY_RUN="1")
-    assert dry.returncode == 0, dry.stderr
-    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
-    assert [ln.split("--run.name=")[1].split()[0] for ln in lines] == \
-        [f"tiktok_lightgcn_dim128_drop30_s{s}" for s in (0, 1, 2)]
+    lines, names = _dry_run("tiktok_lightgcn_edge_dropout.sh", tmp_path)
+    assert names == [f"tiktok_lightgcn_dim128_drop30_s{s}" for s in (0, 1, 2)]
     for line in lines:
         args = line.split()
         assert "configs/tiktok_lightgcn.yaml" in args and "--model.embedding_dim=128" in args
@@ -456,26 +458,20 @@ def test_lightgcn_edge_dropout_script_trains_the_128_wide_baseline_with_dropout(
 
 
 def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
-    dry = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1")
-    assert dry.returncode == 0, dry.stderr
-    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
-    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    lines, names = _dry_run("tiktok_simgcl_probe.sh", tmp_path)
     assert names == ["tiktok_causal_s0", "tiktok_causal_sgl01_s0", "tiktok_causal_sgl05_s0"]
     for line, w in zip(lines, (None, "0.1", "0.5")):
         assert ("id_contrast" in line) == (w is not None)
         assert w is None or f"--model.causal.id_contrast.loss_weight={w} " in line + " "
-    second = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl002 sgl002_eps001")
-    lines = [ln for ln in second.stdout.splitlines() if "trainer/main.py" in ln][1:]
+    lines = _dry_run("tiktok_simgcl_probe.sh", tmp_path, VARIANTS="sgl002 sgl002_eps001")[0][1:]
     assert all("--model.causal.id_contrast.loss_weight=0.02 " in ln + " " for ln in lines)
     assert ["--model.causal.id_contrast.eps=0.01" in ln for ln in lines] == [False, True]
-    check = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="idonly idonly_sgl01")
-    lines = [ln for ln in check.stdout.splitlines() if "trainer/main.py" in ln][1:]
+    lines = _dry_run("tiktok_simgcl_probe.sh", tmp_path, VARIANTS="idonly idonly_sgl01")[0][1:]
     for ln in lines:
         assert all(f"--model.causal.{m}.enabled=false" in ln for m in ("diffusion", "backdoor", "frontdoor", "contrast"))
         assert "--model.causal.content_in_score=false" in ln
     assert ["id_contrast.loss_weight=0.1" in ln for ln in lines] == [False, True]
-    own = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="idonly_b2048 idonly_sgl05_b2048")
-    lines = [ln for ln in own.stdout.splitlines() if "trainer/main.py" in ln][1:]
+    lines = _dry_run("tiktok_simgcl_probe.sh", tmp_path, VARIANTS="idonly_b2048 idonly_sgl05_b2048")[0][1:]
     assert all("--train.batch_size=2048" in ln and "--train.learning_rate=1e-3" in ln for ln in lines)
     assert ["id_contrast.loss_weight=0.5" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl2")
@@ -483,26 +479,19 @@ def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
 
 
 def test_negatives_probe_script_sets_k(tmp_path: Path) -> None:
-    dry = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1")
-    assert dry.returncode == 0, dry.stderr
-    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
-    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    lines, names = _dry_run("tiktok_negatives_probe.sh", tmp_path)
     assert names == ["tiktok_causal_s0", "tiktok_causal_neg4_s0", "tiktok_causal_neg8_s0"]
     for line, k in zip(lines, (None, 4, 8)):
         assert ("--train.negatives=" in line) == (k is not None)
         assert k is None or f"--train.negatives={k} " in line + " "
     # An empty VARIANTS trains the configuration alone (e.g. fresh seeds' reference runs).
-    only = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="")
-    assert [ln for ln in only.stdout.splitlines() if "trainer/main.py" in ln] == lines[:1]
+    assert _dry_run("tiktok_negatives_probe.sh", tmp_path, VARIANTS="")[0] == lines[:1]
     bad = _script("tiktok_negatives_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="neg3")
     assert bad.returncode != 0 and "unknown variant 'neg3'" in bad.stderr
 
 
 def test_refit_probe_script_schedules_the_kmeans_refits(tmp_path: Path) -> None:
-    dry = _script("tiktok_refit_probe.sh", tmp_path, DRY_RUN="1")
-    assert dry.returncode == 0, dry.stderr
-    lines = [ln for ln in dry.stdout.splitlines() if "trainer/main.py" in ln]
-    names = [ln.split("--run.name=")[1].split()[0] for ln in lines]
+    lines, names = _dry_run("tiktok_refit_probe.sh", tmp_path)
     assert names == [f"tiktok_causal{v}_s0" for v in ("", "_refit5", "_refit10", "_refit_once")]
     b = "--model.causal.backdoor."
     for line, name in zip(lines, names):
