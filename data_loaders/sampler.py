@@ -8,6 +8,9 @@ batch B. Negatives are drawn per rank (rank-specific stream) uniformly from the 
 user has not interacted with in training, as MMRec does, exactly (no rejection loop). With
 `negatives` = k > 1 each positive enters its batch k times, each time with its own negative
 (RecBole's `neg_sampling: {uniform: k}`): the BPR term becomes the mean over k negatives.
+With `candidates` = M > 1 every triple carries M uniform candidate negatives ([n, M]) and the model
+keeps the one it currently scores highest (dynamic negative sampling, Zhang et al. SIGIR 2013;
+`models/bpr.py` `hardest_negatives`): the sampler cannot score, so it only draws the pool.
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ from data_loaders.graph import CSR
 class Batch:
     users: np.ndarray
     positives: np.ndarray
-    negatives: np.ndarray
+    negatives: np.ndarray  # [n], or [n, M] candidates with `candidates` = M > 1
 
 
 class BPRSampler:
     def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 negatives: int = 1) -> None:
+                 negatives: int = 1, candidates: int = 1) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
         if negatives < 1:
             raise ValueError(f"BPRSampler: negatives per positive must be >= 1, got {negatives}")
+        if candidates < 1:
+            raise ValueError(f"BPRSampler: candidate negatives per triple must be >= 1, got {candidates}")
         self.num_negatives = negatives
+        self.num_candidates = candidates
         self.train = train
         self.batch_size = batch_size
         self.rank = rank
@@ -65,7 +71,13 @@ class BPRSampler:
             # A positive's k triples sit next to each other; k = 1 draws exactly the stream it always did.
             mine = np.repeat(global_batch[self.rank::self.world_size], self.num_negatives)
             users = self.users[mine]
-            yield Batch(users=users, positives=self.items[mine], negatives=self.negatives(users))
+            yield Batch(users=users, positives=self.items[mine], negatives=self._draw(users))
+
+    def _draw(self, users: np.ndarray) -> np.ndarray:
+        # M = 1 draws exactly the stream it always did; M > 1: row b holds M draws for users[b].
+        if self.num_candidates == 1:
+            return self.negatives(users)
+        return self.negatives(np.repeat(users, self.num_candidates)).reshape(len(users), self.num_candidates)
 
     def negatives(self, users: np.ndarray) -> np.ndarray:
         """Exactly uniform over the items the user has not trained on, without rejection.

@@ -79,6 +79,27 @@ def softmax_terms(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, pos_
     return F.cross_entropy(logits, inverse[:pos_ids.numel()], reduction="none")
 
 
+@torch.no_grad()
+def hardest_negatives(user: torch.Tensor, item_all: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """Dynamic negative sampling (Zhang et al., SIGIR 2013): per row b, the candidate of `candidates`
+    [B, M] that row b's user `user` [B, d] scores highest against `item_all` [I, d]; returns [B] ids.
+
+    Why: with uniform negatives most BPR pairs are already ranked right after a few epochs and give
+    almost no gradient; the currently hardest of M uniform draws keeps the pairs informative. The
+    choice is not differentiated (a sampling step); ties go to the first candidate.
+    """
+    rows = item_all.index_select(0, candidates.reshape(-1)).reshape(*candidates.shape, -1)
+    best = torch.einsum("bd,bmd->bm", user, rows).argmax(dim=1, keepdim=True)
+    return candidates.gather(1, best).squeeze(1)
+
+
+def check_negatives(neg: torch.Tensor, model: str) -> None:
+    """Refuse candidate pools ([B, M], `train.negative_candidates` > 1) in a model that cannot score them."""
+    if neg.dim() != 1:
+        raise ValueError(f"{model}: train.negative_candidates > 1 (negatives of shape {tuple(neg.shape)}) needs "
+                         "model.name lightgcn, freedom or causal, with graph_mode full")
+
+
 def triple_rows(user_all: torch.Tensor, item_all: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
                 neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(user_all[users], item_all[pos], item_all[neg]) by `index_select`, the items in one call.
@@ -143,6 +164,7 @@ class BPRMF(nn.Module):
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """BPR loss of the triples (users[k], pos[k], neg[k]): {"loss", "bpr", "reg"}."""
+        check_negatives(neg, "bprmf")
         user_e, item_e = self.tables.lookup(users, torch.cat([pos, neg]))
         pos_e, neg_e = item_e.split(pos.numel())
         return bpr_loss_terms(user_e, pos_e, neg_e, (user_e, pos_e, neg_e), self.reg_weight, self.reg_type,

@@ -26,7 +26,7 @@ from torch import nn
 from data_loaders.graph import CSR
 from models.backdoor import Backdoor, BackdoorConfig
 from models.causal_sampled import check_sampled_config, sampled_forward
-from models.bpr import Ranking, RankLoss, RegType, bpr_loss_terms, triple_rows
+from models.bpr import Ranking, RankLoss, RegType, bpr_loss_terms, check_negatives, hardest_negatives, triple_rows
 from models.contrast import ContrastConfig, IdContrastConfig, cross_view_loss, noisy_view_loss
 from models.diffusion import CrossModalDiffusion, DiffusionConfig
 from models.embeddings import IdTables
@@ -243,9 +243,13 @@ class CausalRec(nn.Module):
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "diffusion", "vq", "topo", ...} for the triples (users, pos, neg)."""
         if self.sampled:
+            check_negatives(neg, "causal with backbone.graph_mode sampled")
             return sampled_forward(self, users, pos, neg)
-        # The front-door head only on the rows the loss reads: the batch's distinct users and items.
-        r = self.represent(rows=(torch.unique(users), torch.unique(torch.cat([pos, neg]))))
+        # The front-door head only on the rows the loss reads: the batch's distinct users and items
+        # (with candidate pools, every candidate: the hardest is picked by the full score).
+        r = self.represent(rows=(torch.unique(users), torch.unique(torch.cat([pos, neg.reshape(-1)]))))
+        if neg.dim() == 2:  # train.negative_candidates: keep each row's hardest by <h_u, h_i>
+            neg = hardest_negatives(r.user.index_select(0, users), r.item, neg)
         rows = triple_rows(r.user, r.item, users, pos, neg)
         margin = self.exposure(pos) - self.exposure(neg) if self.exposure.enabled else None
         if r.content_user is not None:

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data_loaders.graph import CSR, lightgcn_adjacency
-from models.bpr import Ranking, RegType, bpr_loss_terms, triple_rows
+from models.bpr import Ranking, RegType, bpr_loss_terms, hardest_negatives, triple_rows
 from models.embeddings import IdTables
 from models.knn import mixed_knn_graph
 from models.sparse_ops import SparseOperator
@@ -182,6 +182,8 @@ class Freedom(nn.Module):
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """{"loss", "bpr", "reg", "bpr_<modality>"...} of the triples on this epoch's pruned graph."""
         user_all, item_all, ego_users, ego_items = self._propagate(self.train_adjacency)
+        if neg.dim() == 2:  # candidate pools: keep each row's hardest (train.negative_candidates)
+            neg = hardest_negatives(user_all.index_select(0, users), item_all, neg)
         user_e, item_pos, item_neg = triple_rows(user_all, item_all, users, pos, neg)
         out = bpr_loss_terms(user_e, item_pos, item_neg, triple_rows(ego_users, ego_items, users, pos, neg),
                              self.reg_weight, self.reg_type, ranking=self.ranking, ids=(pos, neg))

@@ -32,7 +32,7 @@ from torch import nn
 
 from data_loaders.graph import CSR, lightgcn_adjacency
 from data_loaders.neighbors import NeighborGraph, NeighborSampler, SampledSubgraph, sampling_rng
-from models.bpr import Ranking, RegType, bpr_loss_terms, triple_rows
+from models.bpr import Ranking, RegType, bpr_loss_terms, check_negatives, hardest_negatives, triple_rows
 from models.embeddings import IdTables
 from models.sparse_ops import SparseOperator
 
@@ -302,6 +302,7 @@ class LightGCN(nn.Module):
         The regulariser sees the layer-0 rows of the batch, as in MMRec.
         """
         if self.graph_mode == "sampled":
+            check_negatives(neg, "lightgcn with graph_mode sampled")
             sub = self.sample(users, pos, neg)
             mean, ego = self.sampled_layer_mean(sub)
             index = torch.from_numpy(sub.seed_local).to(mean.device)
@@ -311,6 +312,8 @@ class LightGCN(nn.Module):
                                   self.reg_weight, self.reg_type, ranking=self.ranking, ids=(pos, neg))
         ego_users, ego_items = self.tables.lookup_all()
         user_all, item_all = self._layer_mean(ego_users, ego_items)
+        if neg.dim() == 2:  # candidate pools: keep each row's hardest (train.negative_candidates)
+            neg = hardest_negatives(user_all.index_select(0, users), item_all, neg)
         return bpr_loss_terms(*triple_rows(user_all, item_all, users, pos, neg),
                               triple_rows(ego_users, ego_items, users, pos, neg), self.reg_weight, self.reg_type,
                               ranking=self.ranking, ids=(pos, neg))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.bpr import Ranking, RegType, bpr_loss_terms
+from models.bpr import Ranking, RegType, bpr_loss_terms, check_negatives
 from models.embeddings import IdTables
 
 
@@ -85,6 +85,7 @@ class VBPR(nn.Module):
         Only the batch's rows are looked up and projected: the same gradient as MMRec's
         projection of every item, at a fraction of the cost.
         """
+        check_negatives(neg, "vbpr")
         items = torch.cat([pos, neg])
         user_e, item_rows = self.tables.lookup(users, items)
         pos_e, neg_e = self._items(item_rows, self.features[items]).split(pos.numel())

@@ -76,6 +76,11 @@ class TrainSection:
                          "enters its batch this many times, each with its own uniform negative, so the ranking "
                          "term is the mean over k negatives and a step holds batch_size x k triples. Why more "
                          "than one: on sparse data a single negative gives the BPR term a weak, noisy gradient.", 1)
+    negative_candidates: int = doc("Dynamic negative sampling (Zhang et al. 2013): each triple's negative is the one "
+                                   "the model currently scores highest among this many uniform draws (1: the uniform "
+                                   "draw itself). Why: once most uniform pairs are ranked right, BPR's gradient "
+                                   "vanishes; the hardest of M keeps it informative. lightgcn, freedom and causal, "
+                                   "graph_mode full only.", 1)
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
@@ -246,6 +251,8 @@ def validate(cfg: Config) -> None:
         (cfg.model.name != "lightgcn" or cfg.model.lightgcn.graph_mode != "sampled" or (len(cfg.model.lightgcn.fanouts) == cfg.model.num_layers and all(isinstance(f, int) and not isinstance(f, bool) and f > 0 for f in cfg.model.lightgcn.fanouts)), "model.lightgcn.fanouts", cfg.model.lightgcn.fanouts, "must hold one positive integer per model.num_layers with graph_mode: sampled"),
         (cfg.model.lightgcn.eval_chunk_edges > 0, "model.lightgcn.eval_chunk_edges", cfg.model.lightgcn.eval_chunk_edges, "must be positive"),
         (cfg.train.negatives >= 1, "train.negatives", cfg.train.negatives, "must be >= 1"),
+        (cfg.train.negative_candidates >= 1, "train.negative_candidates", cfg.train.negative_candidates, "must be >= 1"),
+        (cfg.train.negative_candidates == 1 or cfg.model.name == "freedom" or (cfg.model.name == "lightgcn" and cfg.model.lightgcn.graph_mode == "full") or (cfg.model.name == "causal" and cfg.model.causal.backbone.graph_mode == "full"), "train.negative_candidates", cfg.train.negative_candidates, "> 1 needs model.name lightgcn, freedom or causal with graph_mode full"),
         (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
         (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),
         (cfg.train.max_steps_per_epoch >= 0, "train.max_steps_per_epoch", cfg.train.max_steps_per_epoch, "must be >= 0 (0 = full epochs)"),

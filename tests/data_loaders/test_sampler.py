@@ -82,3 +82,19 @@ def test_negatives_are_uniform_over_free_items() -> None:
     values, counts = np.unique(draws, return_counts=True)
     assert values.tolist() == [0, 3, 4, 6, 7]
     assert np.all(np.abs(counts / 50_000 - 0.2) < 0.01)
+
+
+def test_candidate_pools_keep_the_stream_of_triples_and_avoid_training_items() -> None:
+    train = _graph()
+    plain = list(BPRSampler(train, batch_size=64, seed=3, negatives=2).epoch(0))
+    pools = list(BPRSampler(train, batch_size=64, seed=3, negatives=2, candidates=5).epoch(0))
+    assert len(plain) == len(pools)
+    for a, b in zip(plain, pools):
+        assert np.array_equal(a.users, b.users) and np.array_equal(a.positives, b.positives)
+        assert b.negatives.shape == (len(b.users), 5)
+        for u, row in zip(b.users, b.negatives):
+            assert not set(row.tolist()) & set(train.row(u).tolist())
+    # The M candidates of a triple are independent draws (not one value repeated).
+    assert (np.ptp(np.concatenate([b.negatives for b in pools]), axis=1) > 0).mean() > 0.5
+    with pytest.raises(ValueError, match="candidate negatives per triple must be >= 1, got 0"):
+        BPRSampler(train, batch_size=8, candidates=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.bpr import BPRMF, Ranking, RankLoss, bpr_loss_terms, softmax_terms
+from models.bpr import BPRMF, Ranking, RankLoss, bpr_loss_terms, hardest_negatives, softmax_terms
 from models.embeddings import IdTables
 
 
@@ -151,3 +151,17 @@ def test_bprmf_trains_with_the_softmax():
         user_w, item_w = model.tables.lookup_all()
         want = softmax_terms(user_w[users], item_w[pos], item_w[neg], pos, neg, 0.5).mean()
         torch.testing.assert_close(model(users, pos, neg)["bpr"], want)
+
+
+def test_hardest_negatives_picks_each_rows_highest_scoring_candidate():
+    user = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    items = torch.tensor([[0.1, 0.0], [0.9, -1.0], [0.5, 2.0], [-3.0, 0.4]])
+    # Row 0 scores items by their first coordinate, row 1 by the second.
+    picked = hardest_negatives(user, items, torch.tensor([[0, 1, 3], [0, 1, 3]]))
+    assert picked.tolist() == [1, 3]
+    assert hardest_negatives(user, items, torch.tensor([[2, 2], [1, 0]])).tolist() == [2, 0]
+
+
+def test_bprmf_refuses_candidate_pools():
+    with pytest.raises(ValueError, match=r"bprmf: train\.negative_candidates > 1"):
+        _model()(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 3]]))

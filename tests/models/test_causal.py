@@ -77,6 +77,31 @@ def test_the_steps_batch_rows_score_like_the_full_representation() -> None:
     diff = (r.user[users] * (r.item[pos] - r.item[neg])).sum(-1)
     torch.testing.assert_close(got, -torch.nn.functional.logsigmoid(diff).mean())
 
+def test_candidate_pools_train_on_each_rows_hardest_negative_by_the_full_score() -> None:
+    # train.negative_candidates: the hardest candidate by <h_u, h_i> (ID + back-door + front-door
+    # parts), and then exactly the step of those negatives (eval mode: no EMA step in between).
+    model = _model()
+    model.start_epoch(0)
+    model.eval()
+    with torch.no_grad():
+        model.gate_frontdoor.fill_(0.7)
+        model.gate_backdoor.fill_(0.5)
+    users, pos, _ = _batch()
+    pools = torch.tensor([[5, 9, 0], [6, 0, 7], [8, 1, 9], [2, 5, 6]])
+    r = model.represent()
+    hardest = pools.gather(1, (r.user[users].unsqueeze(1) * r.item[pools]).sum(-1).argmax(1, keepdim=True)).squeeze(1)
+    got, want = model(users, pos, pools), model(users, pos, hardest)
+    for key in ("loss", "bpr", "topo", "contrast"):
+        torch.testing.assert_close(got[key], want[key])
+
+
+def test_sampled_mode_refuses_candidate_pools() -> None:
+    model = _model()
+    model.sampled = True
+    with pytest.raises(ValueError, match=r"causal with backbone\.graph_mode sampled: train\.negative_candidates"):
+        model(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 3]]))
+
+
 def test_all_modules_off_is_backbone_plus_plain_content() -> None:
     model = _model(backdoor=False, diffusion=False, frontdoor=False)
     model.eval()

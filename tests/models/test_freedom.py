@@ -180,3 +180,15 @@ def test_registry_builds_freedom_with_its_options():
 def test_bad_options_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
         _model(**options)
+
+
+def test_candidate_pools_train_on_each_rows_hardest_negative():
+    model = _model()
+    users, pos, _ = _batch()
+    pools = torch.randint(0, I, (users.numel(), 4), generator=torch.Generator().manual_seed(5))
+    user_all, item_all = model._propagate(model.train_adjacency)[:2]
+    scores = (user_all[users].unsqueeze(1) * item_all[pools]).sum(-1)
+    hardest = pools.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
+    got, want = model(users, pos, pools), model(users, pos, hardest)
+    for key in want:  # the modality BPR terms use the picked negatives too
+        torch.testing.assert_close(got[key], want[key])

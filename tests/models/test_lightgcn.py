@@ -292,3 +292,20 @@ def test_edge_keep_one_is_off_and_bad_values_are_refused() -> None:
     with pytest.raises(ValueError, match="edge_keep < 1 needs the training CSR"):
         LightGCN(GU, GI, D, 2, lightgcn_adjacency(_random_graph()), IdTables(GU, GI, D, device="cpu"), 0.0,
                  cfg=LightGCNConfig(edge_keep=0.5))
+
+
+def test_candidate_pools_train_on_each_rows_hardest_negative():
+    # train.negative_candidates: the loss of [B, M] candidates is the loss of the candidates the
+    # current propagation scores highest, chosen per row.
+    model = _model()
+    users, pos = torch.tensor([0, 2, 4]), torch.tensor([2, 3, 2])
+    pools = torch.tensor([[1, 3], [0, 2], [0, 3]])
+    user_all, item_all = model.propagate()
+    scores = (user_all[users].unsqueeze(1) * item_all[pools]).sum(-1)
+    hardest = pools.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
+    got, want = model(users, pos, pools), model(users, pos, hardest)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key])
+    # The other candidates are easier: a smaller BPR loss (so a fixed column could not pass).
+    other = pools.gather(1, (1 - scores.argmax(1, keepdim=True))).squeeze(1)
+    assert float(model(users, pos, other)["bpr"].detach()) < float(got["bpr"].detach())

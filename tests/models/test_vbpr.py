@@ -88,3 +88,8 @@ def test_registry_builds_vbpr_with_a_double_width_user_table():
     assert isinstance(model, VBPR) and model.tables.user_dim == 2 * D and model.features.shape == (I, 3)
     user_all, item_all = model.final_embeddings()
     assert user_all.shape == (U, 2 * D) and item_all.shape == (I, 2 * D)
+
+
+def test_vbpr_refuses_candidate_pools():
+    with pytest.raises(ValueError, match=r"vbpr: train\.negative_candidates > 1"):
+        _model()(torch.tensor([0]), torch.tensor([1]), torch.tensor([[2, 3]]))

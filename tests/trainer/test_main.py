@@ -100,8 +100,10 @@ def test_causal_model_trains_end_to_end(ray_session, tiny_synthetic, tmp_path: P
         "model.causal.backdoor.fine_codes": 8, "model.causal.frontdoor.warmup_epochs": 1,
         "model.causal.frontdoor.refresh_every": 1, "model.causal.exposure.mode": "degree",
         "model.causal.backbone.graph_mode": graph_mode, "scaling.num_workers": 2, "scaling.cpus_per_worker": 0.5,
-        # The full-graph run also carries the user/item views: a second IdTables, sharded with the others.
-        "model.causal.views.enabled": graph_mode == "full"})
+        # The full-graph run also carries the user/item views (a second IdTables, sharded with the
+        # others) and candidate pools of negatives (train.negative_candidates) through both ranks.
+        "model.causal.views.enabled": graph_mode == "full",
+        "train.negative_candidates": 4 if graph_mode == "full" else 1})
     out = fit(cfg)
     assert out["epoch"] == 3 and out["best_valid"]["recall@20"] > 0
     kept = [h["frontdoor/kept_fraction"] for h in out["history"] if "frontdoor/kept_fraction" in h]
