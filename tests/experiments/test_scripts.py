@@ -521,3 +521,13 @@ def test_codebook_probe_script_limits_the_restarts_to_the_first_epochs(tmp_path:
         assert (f"{b}ema_decay=0.95" in args) == (name.endswith(("restart20_s0", "restart40_s0")))
     bad = _script("tiktok_codebook_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="restart99")
     assert bad.returncode != 0 and "unknown variant 'restart99'" in bad.stderr
+
+
+def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_dns_probe.sh", tmp_path)
+    assert names == [f"tiktok_causal{v}_s{s}" for s in (16, 17) for v in ("", "_dns4", "_dns16")]
+    for line, m in zip(lines, (None, "4", "16") * 2):
+        assert ("negative_candidates" in line) == (m is not None)
+        assert m is None or f"--train.negative_candidates={m} " in line + " "
+    bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
+    assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
