@@ -7,7 +7,7 @@ codebook is planned and sharded with the ID tables (table-, column-, row-wise or
 fused or dense kernel) and checkpointed by `trainer/checkpoint.py` as per-rank local shards.
 `TableCodebookStore` is one level's `CodebookStore` view of it.
 
-Codes are never trained by gradient (EMA k-means, models/backdoor.py):
+Codes are never trained by gradient (EMA k-means, models/vq.py):
 
 * Reading: a `KeyedJaggedTensor` lookup of ids 0..K-1 of every level at once (each id its own
   SUM-pooled bag, i.e. exactly its row), under `torch.no_grad()`. Nothing is recorded for
@@ -45,7 +45,7 @@ from torch import nn
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, KeyedJaggedTensor, PoolingType
 
-from models.backdoor import CodebookStore, ema_step_, member_counts
+from models.vq import CodebookStore, ema_step_, member_counts
 
 LEVEL_NAMES = ("coarse", "fine")
 

@@ -1,7 +1,7 @@
 """Lloyd's k-means from given starting centroids, with the caller's nearest-centroid rule.
 
 Shared by the front-door's item dictionary (models/frontdoor.py `kmeans`, Euclidean `cdist`) and
-the back-door codebook's re-fit (models/backdoor.py `VectorQuantizer.refit_`, which assigns with
+the back-door codebook's re-fit (models/vq.py `VectorQuantizer.refit_`, which assigns with
 the level's own chunked `nearest` so the re-fitted codes are what the level would pick). The
 callers choose the starting rows, because they draw them differently (global RNG vs an
 epoch-seeded generator) and one of them must return exactly K centroids even from fewer rows.

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from data_loaders.format import Split
-from models.backdoor import VectorQuantizer
+from models.vq import VectorQuantizer
 from models.causal import CausalRec
 from trainer.evaluate import topk_items
 from trainer.restore import RestoredRun, RestoreError, restore_run

@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from models.backdoor import Backdoor, BackdoorConfig, BufferCodebookStore
+from models.backdoor import Backdoor, BackdoorConfig
+from models.vq import BufferCodebookStore
 from models.codebook_table import CodebookTable, TableCodebookStore
 from models.embeddings import IdTables
 from spawn_ranks import spawn_ranks
