@@ -10,7 +10,8 @@ user has not interacted with in training, as MMRec does, exactly (no rejection l
 (RecBole's `neg_sampling: {uniform: k}`): the BPR term becomes the mean over k negatives.
 With `candidates` = M > 1 every triple carries M uniform candidate negatives ([n, M]) and the model
 keeps the one it currently scores highest (dynamic negative sampling, Zhang et al. SIGIR 2013;
-`models/bpr.py` `hardest_negatives`): the sampler cannot score, so it only draws the pool.
+`models/bpr.py` `hardest_negatives`): the sampler cannot score, so it only draws the pool. With
+`candidate_epochs` = N > 0 the pools are drawn in the first N epochs only, uniform negatives after.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Batch:
 
 class BPRSampler:
     def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 negatives: int = 1, candidates: int = 1) -> None:
+                 negatives: int = 1, candidates: int = 1, candidate_epochs: int = 0) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
         if negatives < 1:
@@ -41,6 +42,7 @@ class BPRSampler:
             raise ValueError(f"BPRSampler: candidate negatives per triple must be >= 1, got {candidates}")
         self.num_negatives = negatives
         self.num_candidates = candidates
+        self.candidate_epochs = candidate_epochs  # pools only in epochs < this (0: every epoch)
         self.train = train
         self.batch_size = batch_size
         self.rank = rank
@@ -71,11 +73,11 @@ class BPRSampler:
             # A positive's k triples sit next to each other; k = 1 draws exactly the stream it always did.
             mine = np.repeat(global_batch[self.rank::self.world_size], self.num_negatives)
             users = self.users[mine]
-            yield Batch(users=users, positives=self.items[mine], negatives=self._draw(users))
+            yield Batch(users=users, positives=self.items[mine], negatives=self._draw(users, epoch))
 
-    def _draw(self, users: np.ndarray) -> np.ndarray:
+    def _draw(self, users: np.ndarray, epoch: int) -> np.ndarray:
         # M = 1 draws exactly the stream it always did; M > 1: row b holds M draws for users[b].
-        if self.num_candidates == 1:
+        if self.num_candidates == 1 or 0 < self.candidate_epochs <= epoch:
             return self.negatives(users)
         return self.negatives(np.repeat(users, self.num_candidates)).reshape(len(users), self.num_candidates)
 

@@ -6,6 +6,9 @@
 #   runs/tiktok_causal_s<seed>        configs/tiktok_causal.yaml (skipped when present)
 #   runs/tiktok_causal_dns4_s<seed>   the hardest of 4 candidates
 #   runs/tiktok_causal_dns16_s<seed>  the hardest of 16 candidates
+#   runs/tiktok_causal_dns16_warm5_s<seed>, ..._warm10_s<seed>
+#                                     the hardest of 16 in the first 5 / 10 epochs, uniform after
+#                                     (second round: VARIANTS="dns16_warm5 dns16_warm10")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -22,6 +25,8 @@ override() {
   case $1 in
     dns4) echo "--train.negative_candidates=4" ;;
     dns16) echo "--train.negative_candidates=16" ;;
+    dns16_warm5) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5" ;;
+    dns16_warm10) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=10" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -81,6 +81,11 @@ class TrainSection:
                                    "draw itself). Why: once most uniform pairs are ranked right, BPR's gradient "
                                    "vanishes; the hardest of M keeps it informative. lightgcn, freedom and causal, "
                                    "graph_mode full only.", 1)
+    negative_candidate_epochs: int = doc("With negative_candidates > 1: draw the candidate pools in the first this "
+                                         "many epochs only and uniform negatives after (0: in every epoch). Why: "
+                                         "hard negatives lift the model off the popularity plateau within a few "
+                                         "epochs but then over-fit (docs/RESULTS.md \"TikTok: dynamic negative "
+                                         "sampling\"); a warm start keeps the first and drops the second.", 0)
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
@@ -252,6 +257,7 @@ def validate(cfg: Config) -> None:
         (cfg.model.lightgcn.eval_chunk_edges > 0, "model.lightgcn.eval_chunk_edges", cfg.model.lightgcn.eval_chunk_edges, "must be positive"),
         (cfg.train.negatives >= 1, "train.negatives", cfg.train.negatives, "must be >= 1"),
         (cfg.train.negative_candidates >= 1, "train.negative_candidates", cfg.train.negative_candidates, "must be >= 1"),
+        (cfg.train.negative_candidate_epochs >= 0, "train.negative_candidate_epochs", cfg.train.negative_candidate_epochs, "must be >= 0 (0 = every epoch)"),
         (cfg.train.negative_candidates == 1 or cfg.model.name == "freedom" or (cfg.model.name == "lightgcn" and cfg.model.lightgcn.graph_mode == "full") or (cfg.model.name == "causal" and cfg.model.causal.backbone.graph_mode == "full"), "train.negative_candidates", cfg.train.negative_candidates, "> 1 needs model.name lightgcn, freedom or causal with graph_mode full"),
         (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
         (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),

@@ -98,3 +98,9 @@ def test_candidate_pools_keep_the_stream_of_triples_and_avoid_training_items() -
     assert (np.ptp(np.concatenate([b.negatives for b in pools]), axis=1) > 0).mean() > 0.5
     with pytest.raises(ValueError, match="candidate negatives per triple must be >= 1, got 0"):
         BPRSampler(train, batch_size=8, candidates=0)
+
+
+def test_candidate_pools_stop_after_candidate_epochs() -> None:
+    sampler = BPRSampler(_graph(), batch_size=64, seed=3, candidates=4, candidate_epochs=2)
+    shapes = [{b.negatives.shape[1:] for b in sampler.epoch(e)} for e in range(4)]
+    assert shapes == [{(4,)}, {(4,)}, {()}, {()}]  # pools in epochs 0-1, single uniform negatives after

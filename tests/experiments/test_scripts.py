@@ -529,5 +529,9 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     for line, m in zip(lines, (None, "4", "16") * 2):
         assert ("negative_candidates" in line) == (m is not None)
         assert m is None or f"--train.negative_candidates={m} " in line + " "
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5 dns16_warm10", SEEDS="16")[0][1:]
+    assert all("--train.negative_candidates=16 " in ln + " " for ln in lines)
+    assert ["--train.negative_candidate_epochs=5" in ln for ln in lines] == [True, False]
+    assert ["--train.negative_candidate_epochs=10" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr

@@ -42,6 +42,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
          r"'model\.causal\.backbone\.edge_keep' .*needs model\.causal\.backbone\.graph_mode: full"),
         ("--train.negatives=0", r"'train\.negatives' must be >= 1"),
         ("--train.negative_candidates=0", r"'train\.negative_candidates' must be >= 1"),
+        ("--train.negative_candidate_epochs=-1", r"'train\.negative_candidate_epochs' must be >= 0"),
         ("--model.name=vbpr --train.negative_candidates=4",
          r"'train\.negative_candidates' .*needs model\.name lightgcn, freedom or causal"),
         ("--model.name=causal --model.causal.backbone.graph_mode=sampled --train.negative_candidates=4",
