@@ -535,3 +535,12 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     assert ["--train.negative_candidate_epochs=10" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
+
+
+def test_baseline_dns_script_offers_lightgcn_and_freedom_the_warm_start(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_baseline_dns.sh", tmp_path)
+    assert names == [f"tiktok_{m}_dim128_dns_s{s}" for s in (0, 1, 2) for m in ("lightgcn", "freedom")]
+    for line, name in zip(lines, names):
+        args = line.split()
+        assert f"configs/tiktok_{name.split('_')[1]}.yaml" in args and "--model.embedding_dim=128" in args
+        assert "--train.negative_candidates=16" in args and "--train.negative_candidate_epochs=5" in args
