@@ -9,6 +9,8 @@
 #   runs/tiktok_causal_dns16_warm5_s<seed>, ..._warm10_s<seed>
 #                                     the hardest of 16 in the first 5 / 10 epochs, uniform after
 #                                     (second round: VARIANTS="dns16_warm5 dns16_warm10")
+#   runs/tiktok_causal_dns16_warm3_s<seed>, ..._dns64_warm5_s<seed>
+#                                     16 for 3 epochs / 64 for 5 epochs (third round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -27,6 +29,8 @@ override() {
     dns16) echo "--train.negative_candidates=16" ;;
     dns16_warm5) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5" ;;
     dns16_warm10) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=10" ;;
+    dns16_warm3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=3" ;;
+    dns64_warm5) echo "--train.negative_candidates=64 --train.negative_candidate_epochs=5" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
