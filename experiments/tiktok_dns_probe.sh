@@ -11,6 +11,9 @@
 #                                     (second round: VARIANTS="dns16_warm5 dns16_warm10")
 #   runs/tiktok_causal_dns16_warm3_s<seed>, ..._dns64_warm5_s<seed>
 #                                     16 for 3 epochs / 64 for 5 epochs (third round)
+#   runs/tiktok_causal_dns16_warm5_drop30_s<seed>, ..._reg1e3_s<seed>
+#                                     the warm start with edge dropout (edge_keep 0.7) / a tenfold
+#                                     L2 weight (fourth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -31,6 +34,8 @@ override() {
     dns16_warm10) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=10" ;;
     dns16_warm3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=3" ;;
     dns64_warm5) echo "--train.negative_candidates=64 --train.negative_candidate_epochs=5" ;;
+    dns16_warm5_drop30) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.edge_keep=0.7" ;;
+    dns16_warm5_reg1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.reg_weight=1e-3" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
