@@ -40,6 +40,8 @@ class BPRSampler:
             raise ValueError(f"BPRSampler: negatives per positive must be >= 1, got {negatives}")
         if candidates < 1:
             raise ValueError(f"BPRSampler: candidate negatives per triple must be >= 1, got {candidates}")
+        if candidate_epochs < 0:
+            raise ValueError(f"BPRSampler: candidate_epochs must be >= 0 (0 = every epoch), got {candidate_epochs}")
         self.num_negatives = negatives
         self.num_candidates = candidates
         self.candidate_epochs = candidate_epochs  # pools only in epochs < this (0: every epoch)

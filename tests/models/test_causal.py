@@ -61,31 +61,33 @@ def test_step_trains_every_dense_parameter_and_loss_decreases() -> None:
     assert float(loss.detach()) < first
 
 
-
-def test_the_steps_batch_rows_score_like_the_full_representation() -> None:
-    # A training step runs the front-door head on its batch's rows only: the BPR term must be the
-    # one of the full representation (eval mode: no EMA step between the two forwards).
+def _eval_model_with_open_gates() -> CausalRec:
+    """After the first epoch's refreshes, in eval mode (no EMA step between two forwards), with
+    both adjustment terms in the score."""
     model = _model()
     model.start_epoch(0)
     model.eval()
     with torch.no_grad():
         model.gate_frontdoor.fill_(0.7)
         model.gate_backdoor.fill_(0.5)
+    return model
+
+
+def test_the_steps_batch_rows_score_like_the_full_representation() -> None:
+    # A training step runs the front-door head on its batch's rows only: the BPR term must be the
+    # one of the full representation (eval mode: no EMA step between the two forwards).
+    model = _eval_model_with_open_gates()
     users, pos, neg = _batch()
     got = model(users, pos, neg)["bpr"]
     r = model.represent()
     diff = (r.user[users] * (r.item[pos] - r.item[neg])).sum(-1)
     torch.testing.assert_close(got, -torch.nn.functional.logsigmoid(diff).mean())
 
+
 def test_candidate_pools_train_on_each_rows_hardest_negative_by_the_full_score() -> None:
     # train.negative_candidates: the hardest candidate by <h_u, h_i> (ID + back-door + front-door
     # parts), and then exactly the step of those negatives (eval mode: no EMA step in between).
-    model = _model()
-    model.start_epoch(0)
-    model.eval()
-    with torch.no_grad():
-        model.gate_frontdoor.fill_(0.7)
-        model.gate_backdoor.fill_(0.5)
+    model = _eval_model_with_open_gates()
     users, pos, _ = _batch()
     pools = torch.tensor([[5, 9, 0], [6, 0, 7], [8, 1, 9], [2, 5, 6]])
     r = model.represent()
