@@ -78,6 +78,17 @@ def _mean_over_ranks(value: float, device: torch.device) -> float:
     return float(t.item()) / dist.get_world_size()
 
 
+def _mean_terms_over_ranks(sums: dict[str, float], steps: int, device: torch.device) -> dict[str, float]:
+    """Each loss term's mean over the epoch's steps and the ranks, as `loss/<term>` (sorted keys)."""
+    keys = sorted(sums)
+    values = [sums[k] / max(steps, 1) for k in keys]
+    if keys and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)  # every rank runs the same model, so every rank has the same keys
+        values = (t / dist.get_world_size()).tolist()
+    return {f"loss/{k}": v for k, v in zip(keys, values)}
+
+
 def next_learning_rate(train: TrainSection, rate: float, bad_evals: int, epoch: int) -> float:
     """The rate after the evaluation of epoch `epoch` (1-based) left `bad_evals` evaluations without improvement.
 
@@ -205,6 +216,9 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         # Part of epoch_seconds; separate because it is per epoch, not per step (benchmarks/scale.py).
         epoch_stats["start_epoch_seconds"] = time.perf_counter() - started
         losses = []
+        # Each scalar the model's loss returns (bpr, reg, diffusion, vq, topo ...), summed over the
+        # epoch: the total alone cannot say which term moves when a curve turns.
+        term_sums: dict[str, float] = {}
         steps = sampler.epoch(epoch)
         if rank == 0 and cfg.logging.progress:
             steps = progress_bar(steps, total=sampler.steps_per_epoch(), desc=f"epoch {epoch + 1}", unit="step")
@@ -219,9 +233,13 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             stepper.backward(out["loss"])
             stepper.step()
             losses.append(float(out["loss"].detach()))
+            for key, value in out.items():
+                if key != "loss" and torch.is_tensor(value) and value.dim() == 0:
+                    term_sums[key] = term_sums.get(key, 0.0) + float(value.detach())
         metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
                                    "learning_rate": state.learning_rate,
-                                   "epoch_seconds": time.perf_counter() - started, **epoch_stats}
+                                   "epoch_seconds": time.perf_counter() - started, **epoch_stats,
+                                   **_mean_terms_over_ranks(term_sums, len(losses), device)}
         # Peak memory of every worker process so far (benchmarks/scale.py): the largest, and per rank.
         metrics["peak_rss_mb_ranks"] = [round(m, 1) for m in _all_gather_objects(_peak_rss_mb())]
         metrics["peak_rss_mb"] = max(metrics["peak_rss_mb_ranks"])

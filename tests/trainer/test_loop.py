@@ -113,3 +113,9 @@ def test_fit_follows_the_plateau_schedule_and_resumes_at_the_cut_rate(ray_sessio
             rate *= 0.5
     assert result["learning_rate"] == pytest.approx(rate)
     assert rate < 0.05  # the run met at least one plateau (a fixed seed: this holds or fails every time)
+    # Each loss term's epoch mean is logged next to the total, and BPR-MF's total is bpr + reg_weight * reg
+    # on every step, so on the means too.
+    reg_weight = load_config(None, ["--model.name=bpr"]).model.reg_weight
+    for h in history:
+        assert {"loss/bpr", "loss/reg"} <= set(h), sorted(h)
+        assert h["loss"] == pytest.approx(h["loss/bpr"] + reg_weight * h["loss/reg"], rel=1e-6)
