@@ -14,6 +14,9 @@
 #   runs/tiktok_causal_dns16_warm5_drop30_s<seed>, ..._reg1e3_s<seed>
 #                                     the warm start with edge dropout (edge_keep 0.7) / a tenfold
 #                                     L2 weight (fourth round)
+#   runs/tiktok_causal_dns16_warm5_nocross_s<seed>, ..._nofd_s<seed>
+#                                     the warm start without the front-door's cross-sample term /
+#                                     without the front-door (fifth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -36,6 +39,8 @@ override() {
     dns64_warm5) echo "--train.negative_candidates=64 --train.negative_candidate_epochs=5" ;;
     dns16_warm5_drop30) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.edge_keep=0.7" ;;
     dns16_warm5_reg1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.reg_weight=1e-3" ;;
+    dns16_warm5_nocross) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.cross_sample=false" ;;
+    dns16_warm5_nofd) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.enabled=false" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

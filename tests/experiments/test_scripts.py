@@ -540,6 +540,10 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     assert all("--train.negative_candidates=16 --train.negative_candidate_epochs=5" in ln for ln in lines)
     assert ["--model.causal.backbone.edge_keep=0.7" in ln for ln in lines] == [True, False]
     assert ["--model.reg_weight=1e-3" in ln for ln in lines] == [False, True]
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_nocross dns16_warm5_nofd", SEEDS="16")[0][1:]
+    assert all("--train.negative_candidates=16 --train.negative_candidate_epochs=5" in ln for ln in lines)
+    assert ["--model.causal.frontdoor.cross_sample=false" in ln for ln in lines] == [True, False]
+    assert ["--model.causal.frontdoor.enabled=false" in ln for ln in lines] == [False, True]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 
