@@ -2,6 +2,7 @@
 
     python -m trainer.explain --run DIR --user U [--k 20] [--json]
     python -m trainer.explain --run DIR --codes [--out DIR] [--members 5] [--json]
+    python -m trainer.explain --run DIR --parts [--epoch N] [--json]
 
 Both rebuild the model of the run's best checkpoint on CPU (trainer/restore.py) and print a
 markdown table (`--json`: the same content, machine-readable). `--data URL` reads the dataset
@@ -20,6 +21,11 @@ assigned to it now and the members closest to the code vector; writes code_usage
 items_by_code.png (trainer/explain_plots.py) to --out, by default `<run>/explain/` -- not the run
 directory itself, whose code_usage.png (trainer/plots.py, drawn from the training history and
 linked from results.md) would otherwise be replaced by a different figure.
+
+`--parts` (causal model): each part of the score over all users and items -- how much it moves
+the ranking, how much of it is one shared vector, how popular its favourites are
+(trainer/explain_parts.py). `--epoch N` reads the checkpoint written after epoch N instead of the
+best one (any mode; Ray keeps only some checkpoints, and the error lists them).
 """
 
 from __future__ import annotations
@@ -235,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--user", type=int, help="explain this user's top-K")
     what.add_argument("--codes", action="store_true", help="the codebook: per code prior, size, members; PNGs")
+    what.add_argument("--parts", action="store_true", help="each score part over all users and items")
+    parser.add_argument("--epoch", type=int, help="the checkpoint written after this epoch (default: the best)")
     parser.add_argument("--k", type=int, default=20, help="top-K items (--user)")
     parser.add_argument("--members", type=int, default=5, help="closest items listed per code (--codes)")
     parser.add_argument("--out", help="directory for the PNGs of --codes (default <run>/explain)")
@@ -242,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     args = parser.parse_args(argv)
     try:
-        run = restore_run(args.run, args.data)
+        run = restore_run(args.run, args.data, args.epoch)
+        if args.parts:
+            from trainer.explain_parts import explain_parts, render_parts
+
+            rep = explain_parts(run)
+            print(json.dumps(rep, indent=1) if args.json else render_parts(rep))
+            return 0
         if args.user is not None:
             rep = explain_user(run, args.user, args.k)
             print(json.dumps(rep, indent=1) if args.json else render_user(rep))

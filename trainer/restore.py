@@ -185,15 +185,30 @@ def load_checkpoint_state(checkpoint: str, expected: dict[str, torch.Tensor]) ->
     return assemble(per_rank, expected, state.plan, checkpoint), state
 
 
-def restore_run(run_dir: str, data_url: str | None = None) -> RestoredRun:
-    """Model of `run_dir`'s best checkpoint on CPU, in eval mode; `data_url` overrides the config's."""
+def checkpoint_of_epoch(run_dir: str, epoch: int) -> str:
+    """The checkpoint of `run_dir` written after epoch `epoch` (Ray keeps only some: the error lists them)."""
+    fs, root = fsspec.core.url_to_fs(run_dir)
+    found = {}
+    for path in sorted(fs.ls(root, detail=False)):
+        if posixpath.basename(path).startswith("checkpoint_") and fs.exists(posixpath.join(path, STATE_FILE)):
+            with fs.open(posixpath.join(path, STATE_FILE), "r") as f:
+                found[json.load(f).get("epoch")] = path
+    if epoch not in found:
+        raise RestoreError(f"no checkpoint of epoch {epoch} in {run_dir}; the run kept epochs "
+                           f"{sorted(e for e in found if isinstance(e, int))}")
+    return found[epoch]
+
+
+def restore_run(run_dir: str, data_url: str | None = None, epoch: int | None = None) -> RestoredRun:
+    """Model of `run_dir`'s best checkpoint (or the one after `epoch`) on CPU, in eval mode;
+    `data_url` overrides the config's."""
     run_dir = run_dir.rstrip("/")
     metrics = read_metrics(run_dir)
     try:
         cfg = Config.from_dict(metrics["config"], source=f"{run_dir}/metrics.json")
     except ConfigError as err:  # e.g. a run of an older version whose config keys were renamed since
         raise RestoreError(f"{err} (the run's config does not load with this version of the code)") from None
-    checkpoint = find_checkpoint(run_dir, metrics)
+    checkpoint = find_checkpoint(run_dir, metrics) if epoch is None else checkpoint_of_epoch(run_dir, epoch)
     url = data_url or cfg.data.url
     try:
         dataset = open_dataset(url, storage_options=cfg.data.storage_options or None)

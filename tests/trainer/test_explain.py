@@ -28,6 +28,7 @@ from trainer.checkpoint import TrainState
 from trainer.config import load_config
 from trainer.evaluate import evaluate, topk_items
 from trainer.explain import explain_codes, explain_user, main
+from trainer.explain_parts import explain_parts
 from trainer.restore import build_from_config, restore_run
 from trainer.sharding import shard_model
 from spawn_ranks import spawn_ranks
@@ -192,6 +193,34 @@ def test_cli_user_markdown_and_json(causal_run, capsys) -> None:
     assert rep["user"] == 5 and len(rep["top"]) == 7 and rep["decomposed"]
 
 
+def test_parts_summarise_each_score_part_over_all_users_and_items(causal_run, restored, capsys) -> None:
+    rep = explain_parts(restored)
+    with torch.no_grad():
+        r = restored.model.represent()
+    user, item = r.user.detach().double(), r.item.detach().double()
+    parts = {p["part"]: p for p in rep["parts"]}
+    assert list(parts) == ["id", "backdoor", "frontdoor", "total"]
+    gated = {"id": r.id_item, "backdoor": float(r.gate_backdoor) * r.backdoor_item,
+             "frontdoor": float(r.gate_frontdoor) * r.frontdoor_item}
+    gated = {k: v.detach().double() for k, v in gated.items()}
+    assert torch.allclose(sum(gated.values()), item, atol=1e-6)  # the parts sum to h_i, so to the score
+    for name, rows in {**gated, "total": item}.items():
+        p = parts[name]
+        assert p["row_norm"] == pytest.approx(float(rows.norm(dim=1).mean()), rel=1e-6)
+        assert p["norm_of_mean_row"] == pytest.approx(float(rows.mean(0).norm()), rel=1e-6)
+        scores = user @ rows.T
+        assert p["score_spread"] == pytest.approx(float(scores.std(dim=1).mean()), rel=1e-6)
+        degree = np.bincount(restored.splits[Split.TRAIN].indices, minlength=item.shape[0])
+        expected = np.corrcoef(scores.mean(0).numpy(), np.log1p(degree))[0, 1]
+        assert p["popularity_corr"] == pytest.approx(expected, abs=1e-9)
+    assert parts["backdoor"]["gate"] == pytest.approx(float(r.gate_backdoor)) and parts["total"]["gate"] is None
+    assert rep["user_norm_of_mean_row"] == pytest.approx(float(user.mean(0).norm()), rel=1e-6)
+    assert main(["--run", causal_run, "--parts", "--epoch", "2"]) == 0  # the one checkpoint, by its epoch
+    assert "| part | gate | mean row norm | shared (norm of mean row) | spread | popularity corr |" in capsys.readouterr().out
+    assert main(["--run", causal_run, "--parts", "--epoch", "7"]) == 2
+    assert "no checkpoint of epoch 7" in (err := capsys.readouterr().err) and "kept epochs [2]" in err
+
+
 def test_views_restore_and_are_a_fourth_part_of_the_score(tiny_synthetic, tmp_path: Path, capsys) -> None:
     # causal.views adds a second, sharded IdTables: checkpointed, restored, and shown as its own part.
     run = _world_of_one([f"--data.url={tiny_synthetic}", *CAUSAL, "--model.causal.views.enabled=true"],
@@ -219,6 +248,8 @@ def test_non_causal_model_prints_scores_only(tiny_synthetic, tmp_path: Path, cap
     assert [t["score"] for t in rep["top"]] == pytest.approx([float(scores[t["item"]]) for t in rep["top"]], abs=1e-5)
     assert main(["--run", run, "--codes"]) == 2
     assert "--codes needs model.name=causal" in capsys.readouterr().err
+    assert main(["--run", run, "--parts"]) == 2
+    assert "--parts needs model.name=causal" in capsys.readouterr().err
 
 
 def test_clear_errors(causal_run, tmp_path: Path, capsys) -> None:
