@@ -17,6 +17,9 @@
 #   runs/tiktok_causal_dns16_warm5_nocross_s<seed>, ..._nofd_s<seed>
 #                                     the warm start without the front-door's cross-sample term /
 #                                     without the front-door (fifth round)
+#   runs/tiktok_causal_dns16_warm5_fdcent_s<seed>
+#                                     the warm start, the cross-sample term over the front-door's own
+#                                     item centroids instead of the coarse codes (sixth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -41,6 +44,7 @@ override() {
     dns16_warm5_reg1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.reg_weight=1e-3" ;;
     dns16_warm5_nocross) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.cross_sample=false" ;;
     dns16_warm5_nofd) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.enabled=false" ;;
+    dns16_warm5_fdcent) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.dictionary=centroids" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -230,7 +230,7 @@ class CausalRec(nn.Module):
             (confounder, x_bd), losses = self.content_rows(), {}
         scored = x_bd.detach() if self.cfg.detach_content and self.training else x_bd
         mediator_items = scored if self.cfg.frontdoor.mediator_items == "content" else ego_item
-        fd = self.frontdoor(ego_user, mediator_items, self.backdoor.dictionary(), rows=rows)
+        fd = self.frontdoor(ego_user, mediator_items, self.frontdoor_dictionary(), rows=rows)
         content_user, gate_uc = None, 0.0
         if self.cfg.user_content_in_score:
             content_user, gate_uc = self.frontdoor.user_content(scored), self.gate_user_content
@@ -329,11 +329,15 @@ class CausalRec(nn.Module):
             if self.frontdoor.maybe_refresh(epoch, user_content, item_content, id_user, id_item):
                 stats["frontdoor/kept_fraction"] = float(self.frontdoor.kept.float().mean())
                 stats["frontdoor/mean_kept_weight"] = float(self.frontdoor.weight[self.frontdoor.kept].mean())
-            if not self.cfg.backdoor.enabled and self.cfg.frontdoor.enabled and self.cfg.frontdoor.cross_sample:
+            if self.frontdoor_dictionary() is None and self.cfg.frontdoor.enabled and self.cfg.frontdoor.cross_sample:
                 self.frontdoor.refresh_dictionary(item_content)
             return stats
         finally:
             self.train(was_training)
+
+    def frontdoor_dictionary(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cross-sample term's dictionary: the back-door's coarse codes, or None = the front-door's own centroids."""
+        return self.backdoor.dictionary() if self.cfg.frontdoor.dictionary == "codebook" else None
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.represent()

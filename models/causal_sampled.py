@@ -141,7 +141,7 @@ def sampled_forward(model: "CausalRec", users: torch.Tensor, pos: torch.Tensor,
     # Front-door: the mediator of the batch nodes on the kept subgraph, then h^fd.
     if fd.cfg.enabled:
         mediator = subgraph_layer_mean(sub.reweighted(mediator_factor(model)), h)
-        h_fd = fd.head(mediator, model.backdoor.dictionary())
+        h_fd = fd.head(mediator, model.frontdoor_dictionary())
     else:
         mediator, h_fd = None, torch.zeros_like(mean)
 

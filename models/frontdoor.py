@@ -58,9 +58,15 @@ class FrontdoorConfig:
         "reaches through its causal edges is the content of the items it kept, not their ID rows, which the "
         "observed (exposure-biased) edges fitted (docs/MODEL.md §4).", "id")
     cross_sample: bool = _doc("Cross-sample term on: h^fd = MLP([m ; x̄]); off: h^fd = MLP(m).", True)
+    dictionary: Literal["codebook", "centroids"] = _doc(
+        "What the cross-sample term attends over: `codebook` = the back-door's coarse codes and their prior "
+        "(the module's own item centroids when the back-door is off), `centroids` = the module's own k-means "
+        "centroids of the item content, refreshed every epoch, even with the back-door on. Why: a coarse level "
+        "that holds every item on one code makes x̄ one learned vector shared by every node (docs/RESULTS.md "
+        "\"TikTok: dynamic negative sampling\", fifth round).", "codebook")
     attention_temperature: float = _doc("tau of the mediator's attention over the dictionary.", 1.0)
-    num_centroids: int = _doc("Item centroids of the module's own dictionary (used when the back-door "
-                              "codebook is off); refreshed by refresh_dictionary.", 32)
+    num_centroids: int = _doc("Item centroids of the module's own dictionary (with `dictionary: centroids` or "
+                              "the back-door codebook off); refreshed by refresh_dictionary.", 32)
     kmeans_iters: int = _doc("Lloyd iterations per refresh of the item centroids.", 10)
     out_hidden: int = _doc("Hidden width of the output MLP h^fd (output: mlp).", 128)
     output: Literal["mlp", "sum"] = _doc(

@@ -314,3 +314,26 @@ def test_start_epoch_ends_the_code_restarts_after_restart_epochs() -> None:
     assert all(vq.restarts_on for vq in model.backdoor.levels)
     model.start_epoch(2)
     assert not any(vq.restarts_on for vq in model.backdoor.levels)
+
+
+def test_centroid_dictionary_replaces_the_coarse_codes_in_the_cross_sample_term() -> None:
+    model = _model()
+    model.cfg.frontdoor = dataclasses.replace(model.cfg.frontdoor, dictionary="centroids")
+    model.frontdoor.cfg = model.cfg.frontdoor
+    fd = model.frontdoor
+    assert float(fd.centroid_prior.sum()) == 0  # not computed yet: x̄ = 0, h^fd = m
+    with torch.no_grad():
+        r = model.eval().represent()
+    torch.testing.assert_close(r.frontdoor_item, r.mediator_item)
+    model.start_epoch(0)  # the back-door is on, and still the front-door's own centroids are refreshed
+    assert float(fd.centroid_prior.sum()) == pytest.approx(1.0)
+    with torch.no_grad():
+        r = model.eval().represent()
+        want = fd.head(torch.cat([r.mediator_user, r.mediator_item]), (fd.centroids, fd.centroid_prior))
+        codes = fd.head(torch.cat([r.mediator_user, r.mediator_item]), model.backdoor.dictionary())
+    torch.testing.assert_close(torch.cat([r.frontdoor_user, r.frontdoor_item]), want)
+    assert not torch.allclose(want, codes)
+    model.cfg.frontdoor = dataclasses.replace(model.cfg.frontdoor, dictionary="codebook")
+    model.frontdoor.cfg = model.cfg.frontdoor
+    with torch.no_grad():
+        torch.testing.assert_close(model.represent().frontdoor_item, codes[U:])
