@@ -59,6 +59,7 @@ from trainer.checkpoint import STATE_FILE
 from trainer.evaluate import FAMILIES, evaluate
 from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
 from trainer.restore import RestoreError, find_checkpoint, read_metrics, restore_run
+from trainer.ranking import ranking_embeddings
 
 SPLITS = {"test": Split.TEST, "valid": Split.VALID}
 CACHE_VERSION = 1
@@ -146,7 +147,7 @@ def _write_cache(path: str, arrays: dict[str, np.ndarray]) -> None:
 def compute_per_user(run: Any, split: str, mask_valid: bool, ks: tuple[int, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(users, {metric: float64 [users]}) of a restored run (trainer.restore.RestoredRun) on `split`,
     exactly as trainer/loop.py's evaluator scores it, in one process."""
-    user_emb, item_emb = run.model.final_embeddings()
+    user_emb, item_emb = ranking_embeddings(run.model, run.splits[Split.TRAIN], run.cfg.eval.popularity_offset)
     exclude = [run.splits[Split.TRAIN]] + ([run.splits[Split.VALID]] if mask_valid else [])
     result = evaluate(user_emb, item_emb, run.splits[SPLITS[split]], exclude, ks=ks,
                       user_chunk=run.cfg.eval.user_chunk, item_chunk=run.cfg.eval.item_chunk,

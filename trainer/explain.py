@@ -43,6 +43,7 @@ from data_loaders.format import Split
 from models.vq import VectorQuantizer
 from models.causal import CausalRec
 from trainer.evaluate import topk_items
+from trainer.ranking import popularity_column, ranking_embeddings, with_popularity_offset
 from trainer.restore import RestoredRun, RestoreError, restore_run
 
 
@@ -62,11 +63,12 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
         raise RestoreError(f"--k must be >= 1, got {k}")
     model = run.model
     causal = isinstance(model, CausalRec)
+    beta, popularity = run.cfg.eval.popularity_offset, popularity_column(train)
     if causal:
         r = model.represent()  # eval mode: no EMA step; final_embeddings() is (r.user, r.item)
-        user_emb, item_emb = r.user, r.item
+        user_emb, item_emb = with_popularity_offset(r.user, r.item, popularity, beta)
     else:
-        user_emb, item_emb = model.final_embeddings()
+        user_emb, item_emb = ranking_embeddings(model, train, beta)
     scores, items = topk_items(user_emb, item_emb, np.array([user]), k, [train])
     found = items[0] >= 0  # fewer than k unseen items: -1 padding
     items, scores = items[0][found], scores[0][found]
@@ -88,6 +90,8 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     if r.view_item is not None:  # causal.views: the item's content-kNN view is a fourth part of h_i
         parts["views"] = (r.view_item, float(r.gate_views))
     values = {name: (gate * (rep[items].double() @ h_u)).tolist() for name, (rep, gate) in parts.items()}
+    if beta:  # eval.popularity_offset: beta * log(1 + n_i), a part of the ranking score (trainer/ranking.py)
+        values["popularity"] = (beta * popularity[torch.as_tensor(items)]).tolist()
     out["gates"] = {"backdoor": g_bd, "frontdoor": g_fd}
     if r.view_item is not None:
         out["gates"]["views"] = float(r.gate_views)
@@ -99,7 +103,7 @@ def explain_user(run: RestoredRun, user: int, k: int = 20) -> dict[str, Any]:
     if exposure is not None:
         out["exposure"] = model.cfg.exposure.mode
     for n, row in enumerate(rows):
-        row.update({name: values[name][n] for name in parts})
+        row.update({name: values[name][n] for name in values})
         row["codes"] = [int(c[n]) for c in codes]
         if exposure is not None:
             row["exposure_term"] = exposure[n]
@@ -193,14 +197,18 @@ def render_user(rep: dict[str, Any]) -> str:
     user_terms = ("ẽ_u + g_fd h_u^fd" + (" + g_uc c_u" if "user_content" in g else "")
                   + (" + g_v v_u/||v_u||" if views else ""))
     user_gate = f", g_uc = {g['user_content']:.4f}" if "user_content" in g else ""
+    pop = bool(rep["top"]) and "popularity" in rep["top"][0]  # eval.popularity_offset != 0
     lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>"
               + (f" + views <h_u, g_v v_i/||v_i||> (g_v = {g['views']:.4f})" if views else "")
+              + (" + popularity beta log(1 + n_i) (eval.popularity_offset)" if pop else "")
               + f", h_u = {user_terms} (docs/MODEL.md §5, §4c); gates g_bd = {g['backdoor']:.4f}, "
               f"g_fd = {g['frontdoor']:.4f}{user_gate}.", "",
               "| rank | item | score | ID | back-door | front-door |" + (" views |" if views else "")
-              + " codes | held out |", "|---|---|---|---|---|---|" + ("---|" if views else "") + "---|---|"]
+              + (" popularity |" if pop else "") + " codes | held out |",
+              "|---|---|---|---|---|---|" + ("---|" if views else "") + ("---|" if pop else "") + "---|---|"]
     lines += [f"| {t['rank']} | {t['item']} | {_num(t['score'])} | {_num(t['id'])} | {_num(t['backdoor'])} | "
               f"{_num(t['frontdoor'])} |" + (f" {_num(t['views'])} |" if views else "")
+              + (f" {_num(t['popularity'])} |" if pop else "")
               + f" {'/'.join(map(str, t['codes'])) or '—'} | {t['held_out']} |" for t in rep["top"]]
     if rep.get("exposure"):
         lines += ["", f"Ranked under do(uniform exposure): the exposure term b_i ({rep['exposure']}, docs/MODEL.md §4b) "

@@ -31,6 +31,7 @@ from data_loaders.graph import CSR
 from trainer.evaluate import topk_items
 from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
 from trainer.restore import RestoreError, restore_run
+from trainer.ranking import ranking_embeddings
 
 SPLITS = {"valid": Split.VALID, "test": Split.TEST}
 DEFAULT_BANDS = (1, 2, 4, 8, 12, 16, 21, 31, 51)
@@ -90,7 +91,7 @@ def hit_ranks(user_emb, item_emb, held_out: CSR, exclude: list[CSR], train: CSR,
 
 def run_hit_ranks(run_dir: str, split: str, bands: tuple[int, ...]) -> HitRanks:
     run = restore_run(run_dir.rstrip("/"))
-    user_emb, item_emb = run.model.final_embeddings()
+    user_emb, item_emb = ranking_embeddings(run.model, run.splits[Split.TRAIN], run.cfg.eval.popularity_offset)
     train = run.splits[Split.TRAIN]  # users x items
     return hit_ranks(user_emb, item_emb, run.splits[SPLITS[split]], [train], train, run_name(run_dir),
                      bands)

@@ -31,6 +31,7 @@ from trainer.evaluate import topk_items
 from trainer.hit_ranks import SPLITS  # the same split names as trainer.hit_ranks
 from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
 from trainer.restore import RestoreError, restore_run
+from trainer.ranking import ranking_embeddings
 
 DEFAULT_BANDS = (0, 1, 5, 20)
 
@@ -71,7 +72,7 @@ def degree_hits(top: np.ndarray, users: np.ndarray, held_out: CSR, degree: np.nd
 
 def run_degree_hits(run_dir: str, split: str, k: int, bands: tuple[int, ...]) -> DegreeHits:
     run = restore_run(run_dir.rstrip("/"))
-    user_emb, item_emb = run.model.final_embeddings()
+    user_emb, item_emb = ranking_embeddings(run.model, run.splits[Split.TRAIN], run.cfg.eval.popularity_offset)
     train = run.splits[Split.TRAIN]  # users x items
     held_out = run.splits[SPLITS[split]]
     users = np.nonzero(np.diff(held_out.indptr))[0]

@@ -36,6 +36,7 @@ from trainer.checkpoint import TrainState
 from trainer.config import Config, TrainSection
 from trainer.dense_engine import build_stepper
 from trainer.evaluate import evaluate, sample_eval_users
+from trainer.ranking import popularity_column, with_popularity_offset
 from trainer.faults import FaultInjector
 from trainer.progress import progress_bar
 from trainer.sharding import shard_model
@@ -128,11 +129,15 @@ class Evaluator:
         # labelled in the metrics (`sampled_users` of `sampled_from`); identical on every rank.
         self.samples = {s: sample_eval_users(csr, cfg.eval.sample_users, cfg.run.seed) for s, csr in splits.items()
                         if s != Split.TRAIN}
+        self.popularity = popularity_column(splits[Split.TRAIN])  # for eval.popularity_offset
 
     def __call__(self, model: torch.nn.Module, target: Split, mask_valid: bool = False) -> dict[str, float]:
         unbiased = target in (Split.UNBIASED_TEST, Split.UNBIASED_VALID)
         with torch.no_grad():  # unbiased splits are drawn under uniform exposure: rank under do(uniform exposure)
             user_emb, item_emb = model.final_embeddings(uniform_exposure=unbiased)
+        if not unbiased:
+            user_emb, item_emb = with_popularity_offset(user_emb, item_emb, self.popularity,
+                                                        self.cfg.eval.popularity_offset)
         exclude = [self.splits[Split.TRAIN]] + ([self.splits[Split.VALID]] if mask_valid else [])
         if unbiased:  # drawn apart from all of a user's observed items: mask them all
             exclude = [self.splits[s] for s in (Split.TRAIN, Split.VALID, Split.TEST)]

@@ -27,7 +27,8 @@ from trainer import checkpoint
 from trainer.checkpoint import TrainState
 from trainer.config import load_config
 from trainer.evaluate import evaluate, topk_items
-from trainer.explain import explain_codes, explain_user, main
+from trainer.explain import explain_codes, explain_user, main, render_user
+from trainer.ranking import popularity_column, ranking_embeddings
 from trainer.explain_parts import explain_parts
 from trainer.restore import build_from_config, restore_run
 from trainer.sharding import shard_model
@@ -219,6 +220,21 @@ def test_parts_summarise_each_score_part_over_all_users_and_items(causal_run, re
     assert "| part | gate | mean row norm | shared (norm of mean row) | spread | popularity corr |" in capsys.readouterr().out
     assert main(["--run", causal_run, "--parts", "--epoch", "7"]) == 2
     assert "no checkpoint of epoch 7" in (err := capsys.readouterr().err) and "kept epochs [2]" in err
+
+
+def test_popularity_offset_is_a_part_of_the_explained_score(causal_run) -> None:
+    run = restore_run(causal_run)
+    run.cfg.eval.popularity_offset = -0.3
+    train = run.splits[Split.TRAIN]
+    user_emb, item_emb = ranking_embeddings(run.model, train, -0.3)
+    scores, items = topk_items(user_emb, item_emb, np.array([7]), 10, [train])
+    rep = explain_user(run, 7, 10)
+    assert [t["item"] for t in rep["top"]] == items[0].tolist()
+    pop = popularity_column(train)
+    for t, s in zip(rep["top"], scores[0].tolist()):
+        assert t["popularity"] == pytest.approx(-0.3 * float(pop[t["item"]]))
+        assert t["id"] + t["backdoor"] + t["frontdoor"] + t["popularity"] == pytest.approx(s, abs=1e-5)
+    assert "| popularity |" in render_user(rep)
 
 
 def test_views_restore_and_are_a_fourth_part_of_the_score(tiny_synthetic, tmp_path: Path, capsys) -> None:

@@ -119,3 +119,37 @@ def test_fit_follows_the_plateau_schedule_and_resumes_at_the_cut_rate(ray_sessio
     for h in history:
         assert {"loss/bpr", "loss/reg"} <= set(h), sorted(h)
         assert h["loss"] == pytest.approx(h["loss/bpr"] + reg_weight * h["loss/reg"], rel=1e-6)
+
+
+def test_evaluator_ranks_valid_and_test_with_the_popularity_offset_and_unbiased_splits_without() -> None:
+    import numpy as np
+    import torch
+
+    from data_loaders.graph import CSR
+    from trainer.evaluate import evaluate
+    from trainer.loop import Evaluator
+    from trainer.ranking import popularity_column, with_popularity_offset
+
+    rng = np.random.default_rng(0)
+
+    def csr(n: int) -> CSR:
+        keys = np.unique(rng.integers(0, 30 * 40, size=n))
+        return CSR.from_pairs(keys // 40, keys % 40, 30, 40)
+
+    splits = {Split.TRAIN: csr(300), Split.VALID: csr(40), Split.TEST: csr(40), Split.UNBIASED_TEST: csr(40)}
+    user, item = torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), torch.randn(40, 4)
+
+    class Fixed(torch.nn.Module):
+        def final_embeddings(self, uniform_exposure: bool = False):
+            return user, item
+
+    cfg = load_config(None, ["--eval.popularity_offset=-0.5", "--logging.progress=false"])
+    evaluator = Evaluator(cfg, splits, 0, 1)
+    u, i = with_popularity_offset(user, item, popularity_column(splits[Split.TRAIN]), -0.5)
+    for split in (Split.VALID, Split.TEST):
+        want = evaluate(u, i, splits[split], [splits[Split.TRAIN]], ks=tuple(cfg.eval.ks), reduce=False).metrics
+        assert evaluator(Fixed(), split) == pytest.approx(want)
+    plain = evaluate(user, item, splits[Split.UNBIASED_TEST], [splits[s] for s in (Split.TRAIN, Split.VALID, Split.TEST)],
+                     ks=tuple(cfg.eval.ks), reduce=False).metrics
+    assert evaluator(Fixed(), Split.UNBIASED_TEST) == pytest.approx(plain)
+    assert evaluator(Fixed(), Split.VALID) != pytest.approx(Evaluator(load_config(None, []), splits, 0, 1)(Fixed(), Split.VALID))
