@@ -557,3 +557,15 @@ def test_baseline_dns_script_offers_lightgcn_and_freedom_the_warm_start(tmp_path
         args = line.split()
         assert f"configs/tiktok_{name.split('_')[1]}.yaml" in args and "--model.embedding_dim=128" in args
         assert "--train.negative_candidates=16" in args and "--train.negative_candidate_epochs=5" in args
+
+
+def test_popularity_probe_script_ranks_with_the_offset_on_fresh_seeds(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_popularity_probe.sh", tmp_path)
+    assert names == [f"tiktok_causal{v}_s{s}" for s in (22, 23, 24) for v in ("", "_pop020")]
+    for line, name in zip(lines, names):
+        assert "configs/tiktok_causal.yaml" in line.split()
+        assert ("--eval.popularity_offset=-0.2" in line.split()) == ("pop020" in name)
+    line = _dry_run("tiktok_popularity_probe.sh", tmp_path, VARIANTS="pop010", SEEDS="22")[0][1]
+    assert line.endswith("--eval.popularity_offset=-0.1")
+    bad = _script("tiktok_popularity_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="pop999")
+    assert bad.returncode != 0 and "unknown variant 'pop999'" in bad.stderr
