@@ -11,7 +11,8 @@ user has not interacted with in training, as MMRec does, exactly (no rejection l
 With `candidates` = M > 1 every triple carries M uniform candidate negatives ([n, M]) and the model
 keeps the one it currently scores highest (dynamic negative sampling, Zhang et al. SIGIR 2013;
 `models/bpr.py` `hardest_negatives`): the sampler cannot score, so it only draws the pool. With
-`candidate_epochs` = N > 0 the pools are drawn in the first N epochs only, uniform negatives after.
+`candidate_epochs` = N > 0 the pools are drawn in the first N epochs only, and after them pools of
+`late_candidates` (1, the default: uniform negatives).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Batch:
 
 class BPRSampler:
     def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 negatives: int = 1, candidates: int = 1, candidate_epochs: int = 0) -> None:
+                 negatives: int = 1, candidates: int = 1, candidate_epochs: int = 0, late_candidates: int = 1) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
         if negatives < 1:
@@ -42,9 +43,12 @@ class BPRSampler:
             raise ValueError(f"BPRSampler: candidate negatives per triple must be >= 1, got {candidates}")
         if candidate_epochs < 0:
             raise ValueError(f"BPRSampler: candidate_epochs must be >= 0 (0 = every epoch), got {candidate_epochs}")
+        if late_candidates < 1:
+            raise ValueError(f"BPRSampler: late_candidates must be >= 1 (1 = uniform), got {late_candidates}")
         self.num_negatives = negatives
         self.num_candidates = candidates
         self.candidate_epochs = candidate_epochs  # pools only in epochs < this (0: every epoch)
+        self.late_candidates = late_candidates    # the pool size after them
         self.train = train
         self.batch_size = batch_size
         self.rank = rank
@@ -77,11 +81,16 @@ class BPRSampler:
             users = self.users[mine]
             yield Batch(users=users, positives=self.items[mine], negatives=self._draw(users, epoch))
 
+    def candidates_in(self, epoch: int) -> int:
+        """The pool size M of `epoch` (0-based): `candidates`, then `late_candidates` after `candidate_epochs`."""
+        return self.late_candidates if 0 < self.candidate_epochs <= epoch else self.num_candidates
+
     def _draw(self, users: np.ndarray, epoch: int) -> np.ndarray:
         # M = 1 draws exactly the stream it always did; M > 1: row b holds M draws for users[b].
-        if self.num_candidates == 1 or 0 < self.candidate_epochs <= epoch:
+        m = self.candidates_in(epoch)
+        if m == 1:
             return self.negatives(users)
-        return self.negatives(np.repeat(users, self.num_candidates)).reshape(len(users), self.num_candidates)
+        return self.negatives(np.repeat(users, m)).reshape(len(users), m)
 
     def negatives(self, users: np.ndarray) -> np.ndarray:
         """Exactly uniform over the items the user has not trained on, without rejection.

@@ -20,6 +20,9 @@
 #   runs/tiktok_causal_dns16_warm5_fdcent_s<seed>
 #                                     the warm start, the cross-sample term over the front-door's own
 #                                     item centroids instead of the coarse codes (sixth round)
+#   runs/tiktok_causal_dns16_warm5_then2_s<seed>, ..._then4_s<seed>
+#                                     the warm start, then the hardest of 2 / 4 (not one uniform
+#                                     negative) for the rest of the run (seventh round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -45,6 +48,8 @@ override() {
     dns16_warm5_nocross) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.cross_sample=false" ;;
     dns16_warm5_nofd) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.enabled=false" ;;
     dns16_warm5_fdcent) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.dictionary=centroids" ;;
+    dns16_warm5_then2) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2" ;;
+    dns16_warm5_then4) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=4" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -86,6 +86,10 @@ class TrainSection:
                                          "hard negatives lift the model off the popularity plateau within a few "
                                          "epochs but then over-fit (docs/RESULTS.md \"TikTok: dynamic negative "
                                          "sampling\"); a warm start keeps the first and drops the second.", 0)
+    negative_candidates_after: int = doc("With negative_candidate_epochs = N > 0: candidates per triple after the first "
+                                         "N epochs (1: one uniform negative). Why more than 1: with uniform negatives the "
+                                         "model can tell most pairs apart by popularity alone; a small pool keeps some "
+                                         "pressure on popular items without the fast over-fit of a large one.", 1)
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
@@ -259,6 +263,8 @@ def validate(cfg: Config) -> None:
         (cfg.train.negatives >= 1, "train.negatives", cfg.train.negatives, "must be >= 1"),
         (cfg.train.negative_candidates >= 1, "train.negative_candidates", cfg.train.negative_candidates, "must be >= 1"),
         (cfg.train.negative_candidate_epochs >= 0, "train.negative_candidate_epochs", cfg.train.negative_candidate_epochs, "must be >= 0 (0 = every epoch)"),
+        (cfg.train.negative_candidates_after >= 1, "train.negative_candidates_after", cfg.train.negative_candidates_after, "must be >= 1 (1 = uniform)"),
+        (cfg.train.negative_candidates_after == 1 or (cfg.train.negative_candidates > 1 and cfg.train.negative_candidate_epochs > 0), "train.negative_candidates_after", cfg.train.negative_candidates_after, "> 1 needs train.negative_candidates > 1 and train.negative_candidate_epochs > 0 (it is the pool after the warm start)"),
         (cfg.train.negative_candidates == 1 or cfg.model.name == "freedom" or (cfg.model.name == "lightgcn" and cfg.model.lightgcn.graph_mode == "full") or (cfg.model.name == "causal" and cfg.model.causal.backbone.graph_mode == "full"), "train.negative_candidates", cfg.train.negative_candidates, "> 1 needs model.name lightgcn, freedom or causal with graph_mode full"),
         (cfg.train.batch_size >= cfg.scaling.num_workers, "train.batch_size", cfg.train.batch_size, "must be at least scaling.num_workers"),
         (cfg.train.epochs > 0, "train.epochs", cfg.train.epochs, "must be positive"),

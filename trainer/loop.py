@@ -182,7 +182,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     dmp, optimizers = sharded.model, stepper.optimizers
     sampler = BPRSampler(train, batch_size=cfg.train.batch_size, rank=rank, world_size=world_size, seed=cfg.run.seed,
                          negatives=cfg.train.negatives, candidates=cfg.train.negative_candidates,
-                         candidate_epochs=cfg.train.negative_candidate_epochs)
+                         candidate_epochs=cfg.train.negative_candidate_epochs,
+                         late_candidates=cfg.train.negative_candidates_after)
     evaluator = Evaluator(cfg, splits, rank, world_size)
     state = TrainState(world_size=world_size, plan=sharded.plan_summary)
 

@@ -104,3 +104,9 @@ def test_candidate_pools_stop_after_candidate_epochs() -> None:
     sampler = BPRSampler(_graph(), batch_size=64, seed=3, candidates=4, candidate_epochs=2)
     shapes = [{b.negatives.shape[1:] for b in sampler.epoch(e)} for e in range(4)]
     assert shapes == [{(4,)}, {(4,)}, {()}, {()}]  # pools in epochs 0-1, single uniform negatives after
+    late = BPRSampler(_graph(), batch_size=64, seed=3, candidates=4, candidate_epochs=2, late_candidates=2)
+    shapes = [{b.negatives.shape[1:] for b in late.epoch(e)} for e in range(4)]
+    assert shapes == [{(4,)}, {(4,)}, {(2,)}, {(2,)}]  # then pools of 2
+    assert [late.candidates_in(e) for e in range(4)] == [4, 4, 2, 2]
+    with pytest.raises(ValueError, match="late_candidates must be >= 1"):
+        BPRSampler(_graph(), batch_size=8, late_candidates=0)
