@@ -23,6 +23,9 @@
 #   runs/tiktok_causal_dns16_warm5_then2_s<seed>, ..._then4_s<seed>
 #                                     the warm start, then the hardest of 2 / 4 (not one uniform
 #                                     negative) for the rest of the run (seventh round)
+#   runs/tiktok_causal_dns16_warm5_then2_pop020_s<seed>
+#                                     pools of 2 after the warm start, ranked with
+#                                     eval.popularity_offset -0.2 (eighth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -50,6 +53,7 @@ override() {
     dns16_warm5_fdcent) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.dictionary=centroids" ;;
     dns16_warm5_then2) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2" ;;
     dns16_warm5_then4) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=4" ;;
+    dns16_warm5_then2_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2 --eval.popularity_offset=-0.2" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
