@@ -574,3 +574,17 @@ def test_popularity_probe_script_ranks_with_the_offset_on_fresh_seeds(tmp_path: 
     assert line.endswith("--eval.popularity_offset=-0.1")
     bad = _script("tiktok_popularity_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="pop999")
     assert bad.returncode != 0 and "unknown variant 'pop999'" in bad.stderr
+
+
+def test_baseline_round8_script_offers_the_pools_and_the_offset(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_baseline_round8.sh", tmp_path)
+    assert names == [n for s in (0, 1, 2) for n in (f"tiktok_lightgcn_dim128_dns2_s{s}",
+                                                      f"tiktok_freedom_dim128_dns2_s{s}", f"tiktok_vbpr_dim128_pop_s{s}")]
+    for line, name in zip(lines, names):
+        args = line.split()
+        assert f"configs/tiktok_{name.split('_')[1]}.yaml" in args and "--model.embedding_dim=128" in args
+        pools = {"--train.negative_candidates=16", "--train.negative_candidate_epochs=5",
+                 "--train.negative_candidates_after=2"}
+        assert (pools <= set(args)) == ("dns2" in name)
+        assert ("--eval.popularity_offset=0.2" in args) == ("vbpr" in name)
+
