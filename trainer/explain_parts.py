@@ -14,6 +14,9 @@ them for the whole catalogue, to answer questions a single user's list cannot:
 - how popular a part's favourites are: the Pearson correlation over items of mean_u s^p_u with
   log(1 + the item's training degree).
 
+With the front-door's `output: sum` and its cross-sample term on, two sub-rows split the front-door
+part into the mediator m (propagated on the kept subgraph) and the cross-sample term x̄.
+
 Why it exists: docs/RESULTS.md "TikTok: dynamic negative sampling" (fifth round) traced the
 valid curve's fall after the warm start to a popularity term; these figures are how.
 """
@@ -54,6 +57,13 @@ def explain_parts(run: RestoredRun) -> dict[str, Any]:
     if r.view_item is not None:
         parts["views"] = (r.view_item, float(r.gate_views))
     rows = {name: gate * rep.double() for name, (rep, gate) in parts.items()}
+    fd = model.cfg.frontdoor
+    if fd.enabled and fd.cross_sample and fd.output == "sum":
+        # h^fd = m + x̄: the mediator (the kept subgraph's propagation) and the cross-sample term,
+        # shown apart (two sub-rows of `frontdoor`; the parts above still sum to the total).
+        g_fd = parts["frontdoor"][1]
+        rows["frontdoor.mediator"] = g_fd * r.mediator_item.double()
+        rows["frontdoor.cross_sample"] = g_fd * (r.frontdoor_item - r.mediator_item).double()
     rows["total"] = r.item.double()
     degree = np.bincount(run.splits[Split.TRAIN].indices, minlength=r.item.shape[0])
     log_degree = np.log1p(degree.astype(np.float64))
@@ -67,7 +77,7 @@ def explain_parts(run: RestoredRun) -> dict[str, Any]:
             mean_score += scores.sum(dim=0)
         mean_score /= num_users
         out_parts.append({
-            "part": name, "gate": parts[name][1] if name in parts else None,
+            "part": name, "gate": parts[name.split(".")[0]][1] if name.split(".")[0] in parts else None,
             "row_norm": float(item.norm(dim=1).mean()), "norm_of_mean_row": float(item.mean(0).norm()),
             "score_spread": spread / num_users,
             "popularity_corr": _pearson(mean_score.numpy(), log_degree)})
@@ -84,7 +94,8 @@ def render_parts(rep: dict[str, Any]) -> str:
              f"Over {rep['num_users']} users and {rep['num_items']} items. Part p of h_i, gated: g_p p_i; "
              "its score s^p_ui = <h_u, g_p p_i> (the parts sum to the total). spread: std of s^p_u over items, "
              "mean over users; shared: ‖mean_i g_p p_i‖; popularity corr: Pearson over items of mean_u s^p_u "
-             "with log(1 + training degree).", "",
+             "with log(1 + training degree). frontdoor.mediator / frontdoor.cross_sample: the front-door part's "
+             "two terms, g_fd m_i and g_fd x̄_i (sub-rows of frontdoor).", "",
              f"Users: mean ‖h_u‖ {rep['user_row_norm']:.4f}, ‖mean_u h_u‖ {rep['user_norm_of_mean_row']:.4f}.", "",
              "| part | gate | mean row norm | shared (norm of mean row) | spread | popularity corr |",
              "|---|---|---|---|---|---|"]

@@ -200,11 +200,16 @@ def test_parts_summarise_each_score_part_over_all_users_and_items(causal_run, re
         r = restored.model.represent()
     user, item = r.user.detach().double(), r.item.detach().double()
     parts = {p["part"]: p for p in rep["parts"]}
-    assert list(parts) == ["id", "backdoor", "frontdoor", "total"]
+    assert list(parts) == ["id", "backdoor", "frontdoor", "frontdoor.mediator", "frontdoor.cross_sample", "total"]
     gated = {"id": r.id_item, "backdoor": float(r.gate_backdoor) * r.backdoor_item,
              "frontdoor": float(r.gate_frontdoor) * r.frontdoor_item}
     gated = {k: v.detach().double() for k, v in gated.items()}
     assert torch.allclose(sum(gated.values()), item, atol=1e-6)  # the parts sum to h_i, so to the score
+    g_fd = float(r.gate_frontdoor)
+    split = {"frontdoor.mediator": g_fd * r.mediator_item.double(),
+             "frontdoor.cross_sample": g_fd * (r.frontdoor_item - r.mediator_item).double()}
+    torch.testing.assert_close(sum(split.values()), gated["frontdoor"])  # output: sum, h^fd = m + x̄
+    gated.update(split)
     for name, rows in {**gated, "total": item}.items():
         p = parts[name]
         assert p["row_norm"] == pytest.approx(float(rows.norm(dim=1).mean()), rel=1e-6)
@@ -215,6 +220,7 @@ def test_parts_summarise_each_score_part_over_all_users_and_items(causal_run, re
         expected = np.corrcoef(scores.mean(0).numpy(), np.log1p(degree))[0, 1]
         assert p["popularity_corr"] == pytest.approx(expected, abs=1e-9)
     assert parts["backdoor"]["gate"] == pytest.approx(float(r.gate_backdoor)) and parts["total"]["gate"] is None
+    assert parts["frontdoor.cross_sample"]["gate"] == pytest.approx(g_fd)
     assert rep["user_norm_of_mean_row"] == pytest.approx(float(user.mean(0).norm()), rel=1e-6)
     assert main(["--run", causal_run, "--parts", "--epoch", "2"]) == 0  # the one checkpoint, by its epoch
     assert "| part | gate | mean row norm | shared (norm of mean row) | spread | popularity corr |" in capsys.readouterr().out
