@@ -13,6 +13,7 @@
 #   content out of the score, so the model is LightGCN (+ the SimGCL term)
 #   runs/tiktok_causal_idonly_s<seed>         no SimGCL term
 #   runs/tiktok_causal_idonly_sgl01_s<seed>   SimGCL weight 0.1
+#   runs/tiktok_causal_idonly_sgl01_eps0_s<seed>  weight 0.1 without noise (two identical views)
 #   ... and at SimGCL's own batch and rate (VARIANTS="idonly_b2048 idonly_sgl05_b2048"): batch 2048,
 #   learning rate 1e-3, its Yelp2018 weight 0.5 and all 2,048 nodes per InfoNCE
 #
@@ -35,6 +36,7 @@ override() {
   case $1 in
     idonly) echo "$IDONLY" ;;
     idonly_sgl01) echo "$IDONLY --model.causal.id_contrast.loss_weight=0.1" ;;
+    idonly_sgl01_eps0) echo "$IDONLY --model.causal.id_contrast.loss_weight=0.1 --model.causal.id_contrast.eps=0" ;;
     idonly_b2048) echo "$IDONLY $SIMGCL_RUN" ;;
     idonly_sgl05_b2048) echo "$IDONLY $SIMGCL_RUN --model.causal.id_contrast.loss_weight=0.5 \
 --model.causal.id_contrast.max_nodes=2048" ;;

@@ -474,6 +474,9 @@ def test_simgcl_probe_script_sets_the_weight(tmp_path: Path) -> None:
     lines = _dry_run("tiktok_simgcl_probe.sh", tmp_path, VARIANTS="idonly_b2048 idonly_sgl05_b2048")[0][1:]
     assert all("--train.batch_size=2048" in ln and "--train.learning_rate=1e-3" in ln for ln in lines)
     assert ["id_contrast.loss_weight=0.5" in ln for ln in lines] == [False, True]
+    line = _dry_run("tiktok_simgcl_probe.sh", tmp_path, VARIANTS="idonly_sgl01_eps0")[0][1]
+    assert "--model.causal.content_in_score=false" in line
+    assert line.endswith("--model.causal.id_contrast.loss_weight=0.1 --model.causal.id_contrast.eps=0")
     bad = _script("tiktok_simgcl_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="sgl2")
     assert bad.returncode != 0 and "unknown variant 'sgl2'" in bad.stderr
 
