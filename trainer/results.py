@@ -48,6 +48,9 @@ def render(summary: dict[str, Any], cfg: Config, plots: list[str] | tuple[str, .
         f"(of {summary['epoch']} run); test figures are that epoch's.",
         "",
         *sampled,
+        *([f"Valid and test ranked by score {'+' if cfg.eval.popularity_offset > 0 else '-'} "
+           f"{abs(cfg.eval.popularity_offset):g} * log(1 + n_i), n_i the item's training "
+           "interactions (`eval.popularity_offset`, trainer/ranking.py).", ""] if cfg.eval.popularity_offset else []),
         f"## Test ({users_label(summary['best_test'])}; training items masked)",
         "",
         metrics_table(summary["best_test"], ks),

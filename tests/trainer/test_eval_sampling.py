@@ -90,6 +90,10 @@ def test_results_md_says_sampled(problem) -> None:
     full = {k: v for k, v in test.items() if not k.startswith("sampled_")}
     plain = render({**summary, "best_test": full, "best_valid": full, "best_test_valid_masked": full}, cfg)
     assert "sampled" not in plain and "## Test (40 users;" in plain
+    assert "popularity_offset" not in plain
+    offset = render(summary, load_config(None, ["--eval.popularity_offset=-0.2"]))
+    assert "Valid and test ranked by score - 0.2 * log(1 + n_i)" in offset
+    assert "score + 0.5 * log" in render(summary, load_config(None, ["--eval.popularity_offset=0.5"]))
 
 
 def test_negative_sample_is_refused() -> None:
