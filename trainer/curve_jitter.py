@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.report import add_section_args, check_section_args, load_run, run_name, seed_group, write_section
+from trainer.report import add_section_args, check_section_args, load_run, run_name, seed_group, print_and_write
 
 
 @dataclass
@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text = render(group(results) if args.group_seeds else results, args.metric, args.from_epoch, args.to_epoch)
-    print(text)
-    if args.write:
-        write_section(args.write, args.markdown_section, text)
+    print_and_write(args, text)
     return 0
 
 

@@ -30,6 +30,7 @@ import torch
 
 from data_loaders.format import Split
 from models.causal import CausalRec
+from trainer.ranking import popularity_column
 from trainer.restore import RestoredRun, RestoreError
 
 USER_CHUNK = 1024  # users scored at once: a [1024, items] block per part
@@ -65,8 +66,7 @@ def explain_parts(run: RestoredRun) -> dict[str, Any]:
         rows["frontdoor.mediator"] = g_fd * r.mediator_item.double()
         rows["frontdoor.cross_sample"] = g_fd * (r.frontdoor_item - r.mediator_item).double()
     rows["total"] = r.item.double()
-    degree = np.bincount(run.splits[Split.TRAIN].indices, minlength=r.item.shape[0])
-    log_degree = np.log1p(degree.astype(np.float64))
+    log_degree = popularity_column(run.splits[Split.TRAIN]).numpy()  # log(1 + training degree)
     num_users = user.shape[0]
     out_parts = []
     for name, item in rows.items():

@@ -29,7 +29,7 @@ import numpy as np
 from data_loaders.format import Split
 from data_loaders.graph import CSR
 from trainer.evaluate import topk_items
-from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
+from trainer.report import add_section_args, check_section_args, run_name, seed_group, print_and_write
 from trainer.restore import RestoreError, restore_run
 from trainer.ranking import ranking_embeddings
 
@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text = render(group(results) if args.group_seeds else results, args.split, bands)
-    print(text)
-    if args.write:
-        write_section(args.write, args.markdown_section, text)
+    print_and_write(args, text)
     return 0
 
 

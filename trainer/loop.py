@@ -71,23 +71,13 @@ def _peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _mean_over_ranks(value: float, device: torch.device) -> float:
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Each value's mean over the ranks, in one all-reduce (every rank passes the same list layout)."""
+    if not values or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
-
-
-def _mean_terms_over_ranks(sums: dict[str, float], steps: int, device: torch.device) -> dict[str, float]:
-    """Each loss term's mean over the epoch's steps and the ranks, as `loss/<term>` (sorted keys)."""
-    keys = sorted(sums)
-    values = [sums[k] / max(steps, 1) for k in keys]
-    if keys and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t)  # every rank runs the same model, so every rank has the same keys
-        values = (t / dist.get_world_size()).tolist()
-    return {f"loss/{k}": v for k, v in zip(keys, values)}
+    return (t / dist.get_world_size()).tolist()
 
 
 def next_learning_rate(train: TrainSection, rate: float, bad_evals: int, epoch: int) -> float:
@@ -242,10 +232,13 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             for key, value in out.items():
                 if key != "loss" and torch.is_tensor(value) and value.dim() == 0:
                     term_sums[key] = term_sums.get(key, 0.0) + float(value.detach())
-        metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": _mean_over_ranks(float(np.mean(losses)), device),
-                                   "learning_rate": state.learning_rate,
+        # The total and each term's epoch mean, averaged over ranks (every rank runs the same model,
+        # so every rank has the same terms): logged as `loss` and `loss/<term>`.
+        terms = sorted(term_sums)
+        means = _mean_over_ranks([float(np.mean(losses))] + [term_sums[k] / max(len(losses), 1) for k in terms], device)
+        metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": means[0], "learning_rate": state.learning_rate,
                                    "epoch_seconds": time.perf_counter() - started, **epoch_stats,
-                                   **_mean_terms_over_ranks(term_sums, len(losses), device)}
+                                   **{f"loss/{k}": v for k, v in zip(terms, means[1:])}}
         # Peak memory of every worker process so far (benchmarks/scale.py): the largest, and per rank.
         metrics["peak_rss_mb_ranks"] = [round(m, 1) for m in _all_gather_objects(_peak_rss_mb())]
         metrics["peak_rss_mb"] = max(metrics["peak_rss_mb_ranks"])

@@ -28,7 +28,7 @@ from data_loaders.format import Split
 from trainer.evaluate import evaluate
 from trainer.hit_ranks import SPLITS
 from trainer.ranking import popularity_column, with_popularity_offset
-from trainer.report import add_section_args, check_section_args, run_name, seed_group, write_section
+from trainer.report import add_section_args, check_section_args, run_name, seed_group, print_and_write
 from trainer.restore import RestoreError, restore_run
 
 DEFAULT_OFFSETS = (-0.3, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2)
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     text = render(group(results) if args.group_seeds else results, args.split)
-    print(text)
-    if args.write:
-        write_section(args.write, args.markdown_section, text)
+    print_and_write(args, text)
     return 0
 
 

@@ -196,6 +196,13 @@ def add_section_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write", metavar="FILE", help="with --markdown-section: the markdown file to update in place")
 
 
+def print_and_write(args: argparse.Namespace, text: str) -> None:
+    """Print a report CLI's markdown, and with `--markdown-section NAME --write FILE` put it in FILE too."""
+    print(text)
+    if args.write:
+        write_section(args.write, args.markdown_section, text)
+
+
 def check_section_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if (args.markdown_section is None) != (args.write is None):
         parser.error("--markdown-section and --write go together")

@@ -94,18 +94,26 @@ def find_checkpoint(run_dir: str, metrics: dict[str, Any]) -> str:
     for path in candidates:
         if fs.exists(posixpath.join(path, STATE_FILE)):
             return path
-    found = sorted(p for p in fs.ls(root, detail=False)
-                   if posixpath.basename(p).startswith("checkpoint_") and fs.exists(posixpath.join(p, STATE_FILE)))
+    found = checkpoints_by_epoch(run_dir)
     if not found:
         raise RestoreError(f"no checkpoint in {run_dir}: metrics.json best_checkpoint={recorded!r} and no "
                            f"checkpoint_*/{STATE_FILE} in the directory")
     best_epoch = metrics.get("best_epoch")
-    for path in found:
-        with fs.open(posixpath.join(path, STATE_FILE), "r") as f:
-            if json.load(f).get("epoch") == best_epoch:
-                return path
+    if best_epoch in found:
+        return found[best_epoch]
     raise RestoreError(f"no checkpoint of the best epoch {best_epoch} in {run_dir} (found {len(found)}: "
-                       f"{[posixpath.basename(p) for p in found]}; metrics.json best_checkpoint={recorded!r})")
+                       f"{sorted(posixpath.basename(p) for p in found.values())}; metrics.json best_checkpoint={recorded!r})")
+
+
+def checkpoints_by_epoch(run_dir: str) -> dict[Any, str]:
+    """{epoch in its train_state.json: path} of every complete checkpoint directory of `run_dir`."""
+    fs, root = fsspec.core.url_to_fs(run_dir)
+    found: dict[Any, str] = {}
+    for path in sorted(fs.ls(root, detail=False)):
+        if posixpath.basename(path).startswith("checkpoint_") and fs.exists(posixpath.join(path, STATE_FILE)):
+            with fs.open(posixpath.join(path, STATE_FILE), "r") as f:
+                found.setdefault(json.load(f).get("epoch"), path)  # the first (sorted) of a repeated epoch
+    return found
 
 
 def plan_types(plan: str) -> dict[str, str]:
@@ -187,12 +195,7 @@ def load_checkpoint_state(checkpoint: str, expected: dict[str, torch.Tensor]) ->
 
 def checkpoint_of_epoch(run_dir: str, epoch: int) -> str:
     """The checkpoint of `run_dir` written after epoch `epoch` (Ray keeps only some: the error lists them)."""
-    fs, root = fsspec.core.url_to_fs(run_dir)
-    found = {}
-    for path in sorted(fs.ls(root, detail=False)):
-        if posixpath.basename(path).startswith("checkpoint_") and fs.exists(posixpath.join(path, STATE_FILE)):
-            with fs.open(posixpath.join(path, STATE_FILE), "r") as f:
-                found[json.load(f).get("epoch")] = path
+    found = checkpoints_by_epoch(run_dir)
     if epoch not in found:
         raise RestoreError(f"no checkpoint of epoch {epoch} in {run_dir}; the run kept epochs "
                            f"{sorted(e for e in found if isinstance(e, int))}")
