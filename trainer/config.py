@@ -10,6 +10,7 @@ and a test keeps that file current, so each key is documented exactly once.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -286,6 +287,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
         (cfg.eval.sample_users >= 0, "eval.sample_users", cfg.eval.sample_users, "must be >= 0 (0 = all users)"),
+        (math.isfinite(cfg.eval.popularity_offset), "eval.popularity_offset", cfg.eval.popularity_offset, "must be a finite number"),
         (bool(cfg.eval.ks) and all(isinstance(k, int) and k > 0 for k in cfg.eval.ks), "eval.ks", cfg.eval.ks, "must be a non-empty list of positive integers"),
     ]
     for ok, key, value, why in checks:
