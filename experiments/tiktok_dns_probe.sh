@@ -26,6 +26,9 @@
 #   runs/tiktok_causal_dns16_warm5_then2_pop020_s<seed>
 #                                     pools of 2 after the warm start, ranked with
 #                                     eval.popularity_offset -0.2 (eighth round)
+#   runs/tiktok_causal_dns16_warm5_dim256_s<seed>, ..._lr1e3_s<seed>
+#                                     the warm start with 256-wide rows / learning rate 1e-3
+#                                     (ninth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -54,6 +57,8 @@ override() {
     dns16_warm5_then2) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2" ;;
     dns16_warm5_then4) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=4" ;;
     dns16_warm5_then2_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2 --eval.popularity_offset=-0.2" ;;
+    dns16_warm5_dim256) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.embedding_dim=256" ;;
+    dns16_warm5_lr1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.learning_rate=1e-3" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
