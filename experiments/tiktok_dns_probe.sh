@@ -29,6 +29,10 @@
 #   runs/tiktok_causal_dns16_warm5_dim256_s<seed>, ..._lr1e3_s<seed>
 #                                     the warm start with 256-wide rows / learning rate 1e-3
 #                                     (ninth round)
+#   runs/tiktok_causal_dns16_warm5_itemc_s<seed>, ..._keep90_s<seed>
+#                                     the warm start, pruning each user's edges by their score
+#                                     against the item's mean score / keeping 90% of each user's
+#                                     edges instead of 80% (tenth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -59,6 +63,8 @@ override() {
     dns16_warm5_then2_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2 --eval.popularity_offset=-0.2" ;;
     dns16_warm5_dim256) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.embedding_dim=256" ;;
     dns16_warm5_lr1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.learning_rate=1e-3" ;;
+    dns16_warm5_itemc) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.prune_rank=item_centred" ;;
+    dns16_warm5_keep90) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.keep_ratio=0.9" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -43,6 +43,13 @@ class FrontdoorConfig:
     prune_by: Literal["ratio", "threshold"] = _doc("Keep each user's top `keep_ratio` edges, or the edges with "
                                                    "score >= `score_threshold` (plus each user's best edge).", "ratio")
     keep_ratio: float = _doc("rho: fraction of each user's edges kept, ceil(rho * degree), at least 1.", 0.8)
+    prune_rank: Literal["score", "item_centred"] = _doc(
+        "What ranks a user's edges for `prune_by: ratio`: `score` = s_ui, `item_centred` = s_ui minus the mean "
+        "score of the item's training edges (the weights stay s_ui). Why: on TikTok s_ui follows popularity (edges "
+        "of items seen 1-4 times kept at 68%, of items seen 200+ times at 99.6%), so pruning by s_ui takes the "
+        "tail's pairs out of the BPR loss; centring on the item asks which of a user's edges is unusual for that "
+        "item, not which item is niche (docs/RESULTS.md, \"TikTok: dynamic negative sampling\", tenth round).",
+        "score")
     score_threshold: float = _doc("Score s_ui in (0, 1) an edge needs with prune_by: threshold.", 0.5)
     warmup_epochs: int = _doc("Epochs (0-based) before the first topology refresh.", 5)
     refresh_every: int = _doc("Refresh the kept edges every this many epochs after the warm-up.", 5)
@@ -115,6 +122,13 @@ def top_ratio_mask(edge_user: torch.Tensor, score: torch.Tensor, num_users: int,
     return mask
 
 
+def item_centred(edge_item: torch.Tensor, score: torch.Tensor, num_items: int) -> torch.Tensor:
+    """Each edge's score minus the mean score of its item's edges ([E]; an item's only edge gets 0)."""
+    total = torch.zeros(num_items, dtype=score.dtype, device=score.device).index_add_(0, edge_item, score)
+    count = torch.bincount(edge_item, minlength=num_items).to(score.dtype)
+    return score - (total / count.clamp(min=1))[edge_item]
+
+
 def best_edge_mask(edge_user: torch.Tensor, score: torch.Tensor, num_users: int) -> torch.Tensor:
     """Each user's single best edge (so that thresholding never isolates a user)."""
     return top_ratio_mask(edge_user, score, num_users, 0.0)
@@ -169,6 +183,9 @@ class FrontDoor(nn.Module):
         if not 0 < cfg.keep_ratio <= 1 or cfg.refresh_every < 1 or not 0 <= cfg.pruned_bpr_weight <= 1:
             raise ValueError(f"FrontDoor: need 0 < keep_ratio <= 1, refresh_every >= 1 and "
                              f"0 <= pruned_bpr_weight <= 1, got {cfg}")
+        if cfg.prune_rank != "score" and cfg.prune_by != "ratio":
+            raise ValueError(f"FrontDoor: prune_rank {cfg.prune_rank!r} ranks edges for prune_by 'ratio'; "
+                             f"prune_by {cfg.prune_by!r} thresholds the raw score")
         self.cfg, self.dim, self.num_users, self.num_items = cfg, dim, num_users, num_items
         # The graph comes from the dataset: not checkpointed. The kept mask and weights are.
         self.register_buffer("edge_user", edge_user.long(), persistent=False)
@@ -271,7 +288,9 @@ class FrontDoor(nn.Module):
                             for u, i in zip(self.edge_user.split(self.cfg.score_chunk),
                                             self.edge_item.split(self.cfg.score_chunk))]).float()
         if self.cfg.prune_by == "ratio":
-            kept = top_ratio_mask(self.edge_user, scores, self.num_users, self.cfg.keep_ratio)
+            rank_by = item_centred(self.edge_item, scores, self.num_items) if self.cfg.prune_rank == "item_centred" \
+                else scores
+            kept = top_ratio_mask(self.edge_user, rank_by, self.num_users, self.cfg.keep_ratio)
         else:
             kept = (scores >= self.cfg.score_threshold) | best_edge_mask(self.edge_user, scores, self.num_users)
         self.score.copy_(scores)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.frontdoor import (FrontDoor, FrontdoorConfig, layer_mean, normalized_adjacency, pruning_metrics,
-                              top_ratio_mask)
+from models.frontdoor import (FrontDoor, FrontdoorConfig, item_centred, layer_mean, normalized_adjacency,
+                              pruning_metrics, top_ratio_mask)
 
 U, I, D = 6, 9, 8
 
@@ -66,6 +66,34 @@ def test_never_isolates_a_user() -> None:
         assert per_user.tolist() == [1] * U  # exactly the best edge of each user
         best = [int(fd.score[eu == u].argmax()) for u in range(U)]
         assert all(fd.kept[eu == u][b] for u, b in enumerate(best))
+
+
+def test_item_centred_score_subtracts_the_items_mean() -> None:
+    edge_item = torch.tensor([0, 1, 0, 2, 0, 1])
+    score = torch.tensor([0.9, 0.2, 0.6, 0.7, 0.3, 0.4])
+    means = {0: (0.9 + 0.6 + 0.3) / 3, 1: 0.3, 2: 0.7}
+    want = torch.tensor([s - means[int(i)] for s, i in zip(score.tolist(), edge_item)])
+    torch.testing.assert_close(item_centred(edge_item, score, 4), want)  # item 3 has no edge: no division by 0
+
+
+def test_item_centred_pruning_ranks_edges_against_their_items() -> None:
+    """Two users share a 'popular' item scored high for everyone; each also has a niche item. By raw score
+    both drop the niche edge; centred on the item, a user keeps the edge that is unusually high for its item."""
+    eu, ei = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 0, 2, 0, 3])
+    score_logit = torch.tensor([3.0, 0.5, 0.0, -1.0, 3.0, 2.0])  # s(1, 0) is low for the popular item 0
+    fd = FrontDoor(3, 4, eu, ei, D, FrontdoorConfig(warmup_epochs=0, keep_ratio=0.5, prune_rank="item_centred"))
+    fd.edge_logits = lambda u, i, *rest: score_logit[:u.numel()]  # the scorer replaced by fixed logits
+    ue, ie, uid, iid = (torch.randn(n, D) for n in (3, 4, 3, 4))
+    fd.refresh(ue, ie, uid, iid)
+    # centred: item 0's edges (users 0, 1, 2) against their mean; items 1-3 have one edge each (centred 0)
+    assert fd.kept.tolist() == [True, False, False, True, True, False]
+    torch.testing.assert_close(fd.weight[fd.kept], torch.sigmoid(score_logit)[fd.kept])  # weights stay s_ui
+    raw = FrontDoor(3, 4, eu, ei, D, FrontdoorConfig(warmup_epochs=0, keep_ratio=0.5))
+    raw.edge_logits = fd.edge_logits
+    raw.refresh(ue, ie, uid, iid)
+    assert raw.kept.tolist() == [True, False, True, False, True, False]
+    with pytest.raises(ValueError, match="prune_rank 'item_centred' ranks edges for prune_by 'ratio'"):
+        FrontDoor(3, 4, eu, ei, D, FrontdoorConfig(prune_by="threshold", prune_rank="item_centred"))
 
 
 def test_refresh_schedule() -> None:
