@@ -52,8 +52,9 @@ class IdContrastConfig:
                               "rows, InfoNCE between them, for the batch's users and items); 0 = off. Why: the "
                               "uniformity it adds is SimGCL's fix for LightGCN's fast fit on sparse data, on the "
                               "collaborative view itself (the content contrast above leaves the ID rows alone). "
-                              "Unproven here: on TikTok it lowered valid Recall@20, on LightGCN alone too "
-                              "(docs/RESULTS.md).",
+                              "Not for TikTok: it lowered valid Recall@20 there, on LightGCN alone too, and an "
+                              "independent plain-torch SimGCL (experiments/simgcl_reference.py) does the same, "
+                              "so it is the setting, not this implementation (docs/RESULTS.md).",
                               0.0)
     eps: float = _doc("SimGCL's noise magnitude epsilon, added to every propagation layer's output.", 0.1)
     temperature: float = _doc("tau of the SimGCL InfoNCE.", 0.2)
