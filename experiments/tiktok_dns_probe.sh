@@ -33,6 +33,9 @@
 #                                     the warm start, pruning each user's edges by their score
 #                                     against the item's mean score / keeping 90% of each user's
 #                                     edges instead of 80% (tenth round)
+#   runs/tiktok_causal_dns16_warm5_l3_s<seed>, ..._b4096_s<seed>
+#                                     the warm start with three propagation layers / batch 4096 at
+#                                     learning rate 1e-3 (twelfth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -65,6 +68,8 @@ override() {
     dns16_warm5_lr1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.learning_rate=1e-3" ;;
     dns16_warm5_itemc) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.prune_rank=item_centred" ;;
     dns16_warm5_keep90) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.keep_ratio=0.9" ;;
+    dns16_warm5_l3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.num_layers=3" ;;
+    dns16_warm5_b4096) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.batch_size=4096 --train.learning_rate=1e-3" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
