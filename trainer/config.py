@@ -94,6 +94,11 @@ class TrainSection:
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
+    dense_weight_decay: float = doc("Weight decay added to `weight_decay` for the dense (non-table) parameters only: "
+                                    "projection, denoiser and front-door MLPs, the score gates. Why: `model.reg_weight` "
+                                    "regularises the batch's ID rows and nothing else, and on TikTok the late fall "
+                                    "of the valid curve comes with the front-door's gate and spread growing "
+                                    "(docs/RESULTS.md \"TikTok: dynamic negative sampling\", thirteenth round).", 0.0)
     embedding_kernel: Literal["dense", "fused"] = doc("TorchRec compute kernel for ID tables: `dense` (a torch optimizer steps the tables) or `fused` (FBGEMM applies the update inside backward). At catalog scale use `fused`: `dense` makes a table-sized gradient and steps every row at every step, so a step costs O(rows of the tables) (docs/BENCHMARKS.md, cost curve).", "dense")
     sharding: Literal["auto", "table_wise", "column_wise", "row_wise", "data_parallel"] = doc("How ID tables are sharded across workers; `auto` lets TorchRec's planner choose (table-wise on CPU with 2+ workers).", "auto")
     max_steps_per_epoch: int = doc("End each epoch after this many steps (0: a full pass over the training edges). For timing and smoke runs at catalog scale (benchmarks/scale.py): an epoch then sees only part of the data.", 0)
@@ -285,6 +290,8 @@ def validate(cfg: Config) -> None:
         (cfg.model.causal.backdoor.refit_iters >= 1, "model.causal.backdoor.refit_iters", cfg.model.causal.backdoor.refit_iters, "must be >= 1"),
         (cfg.model.causal.backdoor.restart_epochs >= 0, "model.causal.backdoor.restart_epochs", cfg.model.causal.backdoor.restart_epochs, "must be >= 0 (0 = restarts in every epoch)"),
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
+        (cfg.train.weight_decay >= 0 and math.isfinite(cfg.train.weight_decay), "train.weight_decay", cfg.train.weight_decay, "must be a finite number >= 0"),
+        (cfg.train.dense_weight_decay >= 0 and math.isfinite(cfg.train.dense_weight_decay), "train.dense_weight_decay", cfg.train.dense_weight_decay, "must be a finite number >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),
         (cfg.eval.sample_users >= 0, "eval.sample_users", cfg.eval.sample_users, "must be >= 0 (0 = all users)"),
         (math.isfinite(cfg.eval.popularity_offset), "eval.popularity_offset", cfg.eval.popularity_offset, "must be a finite number"),

@@ -271,7 +271,8 @@ def deepspeed_config(*, zero_stage: int, micro_batch_size: int, world_size: int,
 
 def build_stepper(sharded: ShardedModel, *, engine: str = "torch", zero_stage: int = 1,
                   gradient_clipping: float = 0.0, optimizer: str, lr: float, weight_decay: float = 0.0,
-                  micro_batch_size: int, device: torch.device, world_size: int) -> Stepper:
+                  micro_batch_size: int, device: torch.device, world_size: int,
+                  dense_weight_decay: float = 0.0) -> Stepper:
     """The stepper for `sharded` (made by `shard_model(dense_data_parallel=(engine == "torch"))`).
 
     Collective for `engine="deepspeed"`: every rank calls it with the same arguments.
@@ -297,7 +298,7 @@ def build_stepper(sharded: ShardedModel, *, engine: str = "torch", zero_stage: i
     # Adopts the existing group (gloo on CPU, nccl on GPU): one process group for TorchRec and DeepSpeed.
     deepspeed.init_distributed(dist_backend=dist_backend, dist_init_required=False, verbose=False)
     module = DenseModules(sharded.model.module, dense)
-    client = _DENSE_OPTIMIZERS[optimizer](dense, lr=lr, weight_decay=weight_decay)
+    client = _DENSE_OPTIMIZERS[optimizer](dense, lr=lr, weight_decay=weight_decay + dense_weight_decay)
     # device_rank: the device Ray Train gave this worker (DeepSpeed would take LOCAL_RANK).
     args = SimpleNamespace(device_rank=device.index if device.type != "cpu" and device.index is not None else 0)
     # Rank 0's dense weights everywhere, as DDP does at construction. DeepSpeed's own broadcast views

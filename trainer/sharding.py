@@ -108,12 +108,13 @@ class ShardedModel:
 def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup | None = None,
                 sharding: Sharding | str = Sharding.AUTO, kernel: Kernel | str = Kernel.FUSED,
                 optimizer: str = "adagrad", lr: float, weight_decay: float = 0.0,
-                world_size: int, dense_data_parallel: bool = True) -> ShardedModel:
+                world_size: int, dense_data_parallel: bool = True, dense_weight_decay: float = 0.0) -> ShardedModel:
     """Shard every EmbeddingBagCollection in `model` over `pg` (default: the world group).
 
     Collective: every rank of `pg` calls it with the same arguments. Bad options raise a
     ValueError before any communication, identically on every rank. `dense_data_parallel=False`
     leaves the non-table parameters to an external engine: no DDP, no optimizer here.
+    `dense_weight_decay` is added to `weight_decay` for the non-table parameters this optimizer steps.
     """
     device = torch.device(device)
     sharding, kernel = _parse(Sharding, sharding, "sharding"), _parse(Kernel, kernel, "kernel")
@@ -170,8 +171,13 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
         name = "dense" if dense_data_parallel else "tables"
         # fused: one kernel over all parameters instead of a Python loop of small ops per parameter;
         # the same update as the unfused optimizer (tests/trainer/test_sharding.py compares them).
-        optimizers[name] = _DENSE_OPTIMIZERS[optimizer](list(rest.values()), lr=lr, weight_decay=weight_decay,
-                                                        fused=True)
+        groups: list[dict[str, Any]] = [{"params": list(rest.values())}]
+        if dense_weight_decay:  # a second group only when needed: a run's optimizer state keeps its layout
+            groups = [{"params": [p for p in rest.values() if id(p) not in dense_ids]},
+                      {"params": [p for p in rest.values() if id(p) in dense_ids],
+                       "weight_decay": weight_decay + dense_weight_decay}]
+            groups = [g for g in groups if g["params"]]
+        optimizers[name] = _DENSE_OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay, fused=True)
     return ShardedModel(model=dmp, optimizers=optimizers, plan=plan, plan_summary="; ".join(describe_plan(plan)),
                         dense_parameters=dense_parameters, dense_data_parallel=dense_data_parallel)
 

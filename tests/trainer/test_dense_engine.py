@@ -275,6 +275,21 @@ def test_deepspeed_needs_shard_model_without_dense_data_parallel(tmp_path):
         dist.destroy_process_group()
 
 
+def test_dense_weight_decay_reaches_the_deepspeed_client(tmp_path, monkeypatch):
+    # train.dense_weight_decay is added to train.weight_decay in DeepSpeed's client optimizer.
+    for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1").items():
+        monkeypatch.setenv(key, value)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        sharded = shard_model(_model(), device=torch.device("cpu"), sharding="table_wise", kernel="fused",
+                              optimizer="adagrad", lr=LR, world_size=1, dense_data_parallel=False)
+        stepper = build_stepper(sharded, engine="deepspeed", optimizer="adagrad", lr=LR, micro_batch_size=4,
+                                device=torch.device("cpu"), world_size=1, weight_decay=0.1, dense_weight_decay=0.3)
+        assert [g["weight_decay"] for g in stepper.client.param_groups] == [pytest.approx(0.4)]
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.ray
 @pytest.mark.timeout(400)
 def test_fit_with_deepspeed_dense_engine_finishes_and_resumes(ray_session, tiny_synthetic, tmp_path: Path) -> None:

@@ -217,3 +217,27 @@ def test_fused_only_optimizer_needs_a_torch_twin_for_dense_parameters():
     with pytest.raises(ValueError, match=r"no torch equivalent for the model's non-table parameters \['head"):
         shard_model(model, device=torch.device("cpu"), kernel="fused", optimizer="rowwise_adagrad", lr=0.1,
                     world_size=1)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kernel", ["dense", "fused"])
+def test_dense_weight_decay_reaches_the_dense_parameters_only(world_of_one, kernel):
+    """With no loss gradient, SGD's weight decay alone moves parameters: w -= lr * wd * w. The dense
+    head shrinks by lr * dense_weight_decay; the tables do not move (weight_decay 0)."""
+    model = _model("bpr")
+    model.head = torch.nn.Linear(2, 2)  # a dense module next to the tables
+    head_before = model.head.weight.detach().clone()
+    sharded = shard_model(model, device=torch.device("cpu"), kernel=kernel, optimizer="sgd", lr=LR,
+                          world_size=1, dense_weight_decay=0.2)
+    tables_before = sharded.model.module.tables.lookup_all()[0].detach().clone()
+    loss = 0.0 * sharded.model(USERS, POS, NEG)["loss"] + 0.0 * sharded.model.module.head.weight.sum()
+    loss.backward()
+    for opt in sharded.optimizers.values():
+        opt.step()
+    torch.testing.assert_close(sharded.model.module.head.weight.detach(), head_before * (1 - LR * 0.2))
+    torch.testing.assert_close(sharded.model.module.tables.lookup_all()[0].detach(), tables_before)
+    groups = sharded.optimizers["dense"].param_groups
+    assert [g["weight_decay"] for g in groups] == ([0.0, 0.2] if kernel == "dense" else [0.2])
+    plain = shard_model(_model("bpr"), device=torch.device("cpu"), kernel="dense", optimizer="sgd", lr=LR,
+                        world_size=1)
+    assert len(plain.optimizers["dense"].param_groups) == 1  # no second group without the option
