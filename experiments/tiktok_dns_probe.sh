@@ -36,6 +36,9 @@
 #   runs/tiktok_causal_dns16_warm5_l3_s<seed>, ..._b4096_s<seed>
 #                                     the warm start with three propagation layers / batch 4096 at
 #                                     learning rate 1e-3 (twelfth round)
+#   runs/tiktok_causal_dns16_warm5_dwd1e3_s<seed>, ..._dwd1e2_s<seed>
+#                                     the warm start with weight decay 1e-3 / 1e-2 on the dense
+#                                     (non-table) parameters (thirteenth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -70,6 +73,8 @@ override() {
     dns16_warm5_keep90) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.frontdoor.keep_ratio=0.9" ;;
     dns16_warm5_l3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.num_layers=3" ;;
     dns16_warm5_b4096) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.batch_size=4096 --train.learning_rate=1e-3" ;;
+    dns16_warm5_dwd1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.dense_weight_decay=1e-3" ;;
+    dns16_warm5_dwd1e2) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.dense_weight_decay=1e-2" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -562,6 +562,8 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_l3 dns16_warm5_b4096", SEEDS="16")[0][1:]
     assert lines[0].endswith("--train.negative_candidate_epochs=5 --model.num_layers=3")
     assert lines[1].endswith("--train.batch_size=4096 --train.learning_rate=1e-3")
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_dwd1e3 dns16_warm5_dwd1e2", SEEDS="16")[0][1:]
+    assert [ln.split()[-1] for ln in lines] == ["--train.dense_weight_decay=1e-3", "--train.dense_weight_decay=1e-2"]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 
