@@ -133,14 +133,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reg", type=float, default=1e-4, help="L2 weight (MMRec/SimGCL form: norms / batch)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     parser.add_argument("--json", help="also write the per-epoch history here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.threads:  # only when asked: the tests call main() in pytest's process
+        torch.set_num_threads(args.threads)
     history = train(args)
     best = max(history, key=lambda r: r["valid_recall@20"])
     print(f"best valid R@20 {best['valid_recall@20']:.4f} (N@20 {best['valid_ndcg@20']:.4f}) at epoch "

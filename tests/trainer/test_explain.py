@@ -218,7 +218,9 @@ def test_parts_summarise_each_score_part_over_all_users_and_items(causal_run, re
         assert p["score_spread"] == pytest.approx(float(scores.std(dim=1).mean()), rel=1e-6)
         degree = np.bincount(restored.splits[Split.TRAIN].indices, minlength=item.shape[0])
         expected = np.corrcoef(scores.mean(0).numpy(), np.log1p(degree))[0, 1]
-        assert p["popularity_corr"] == pytest.approx(expected, abs=1e-9)
+        # abs 1e-6, as rel 1e-6 above: the tool calls represent() itself, and two calls agree to float32
+        # precision only (the thread count changes the reduction order), which the correlation carries
+        assert p["popularity_corr"] == pytest.approx(expected, abs=1e-6)
     assert parts["backdoor"]["gate"] == pytest.approx(float(r.gate_backdoor)) and parts["total"]["gate"] is None
     assert parts["frontdoor.cross_sample"]["gate"] == pytest.approx(g_fd)
     assert rep["user_norm_of_mean_row"] == pytest.approx(float(user.mean(0).norm()), rel=1e-6)
