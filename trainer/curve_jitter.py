@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trainer.report import add_section_args, check_section_args, load_run, run_name, seed_group, print_and_write
+from trainer.report import add_section_args, check_section_args, load_run, run_name, by_seed_group, print_and_write
 
 
 @dataclass
@@ -47,12 +47,9 @@ def curve_jitter(history: list[dict], metric: str, first: int, last: int, name: 
 
 def group(results: list[Jitter]) -> list[Jitter]:
     """Seed groups (names equal once `_s<seed>` is dropped): the mean of each column."""
-    groups: dict[str, list[Jitter]] = {}
-    for r in results:
-        groups.setdefault(seed_group(r.name), []).append(r)
     return [Jitter(f"{g} (n={len(rs)})", *(float(np.mean([getattr(r, f) for r in rs]))
                                            for f in ("evaluations", "mean_step", "max_step", "best")))
-            for g, rs in groups.items()]
+            for g, rs in by_seed_group(results).items()]
 
 
 def render(results: list[Jitter], metric: str, first: int, last: int) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 from data_loaders.format import Split
 from data_loaders.graph import CSR
 from trainer.evaluate import topk_items
-from trainer.report import add_section_args, check_section_args, run_name, seed_group, print_and_write
+from trainer.report import add_section_args, check_section_args, run_name, by_seed_group, print_and_write
 from trainer.restore import RestoreError, restore_run
 from trainer.ranking import ranking_embeddings
 
@@ -99,14 +99,11 @@ def run_hit_ranks(run_dir: str, split: str, bands: tuple[int, ...]) -> HitRanks:
 
 def group(results: list[HitRanks]) -> list[HitRanks]:
     """Seed groups (names equal once `_s<seed>` is dropped): the mean of each figure over the group."""
-    groups: dict[str, list[HitRanks]] = {}
-    for r in results:
-        groups.setdefault(seed_group(r.name), []).append(r)
     return [HitRanks(f"{g} (n={len(rs)})", int(np.mean([r.users for r in rs])),
                      np.mean([r.per_band for r in rs], axis=0), int(round(np.mean([r.distinct_top1 for r in rs]))),
                      float(np.mean([r.common_top1_share for r in rs])), float(np.mean([r.top1_degree for r in rs])),
                      float(np.mean([r.topk_degree for r in rs])))
-            for g, rs in groups.items()]
+            for g, rs in by_seed_group(results).items()]
 
 
 def render(results: list[HitRanks], split: str, bands: tuple[int, ...]) -> str:

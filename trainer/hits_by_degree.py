@@ -29,7 +29,7 @@ from data_loaders.format import Split
 from data_loaders.graph import CSR
 from trainer.evaluate import topk_items
 from trainer.hit_ranks import SPLITS  # the same split names as trainer.hit_ranks
-from trainer.report import add_section_args, check_section_args, run_name, seed_group, print_and_write
+from trainer.report import add_section_args, by_seed_group, check_section_args, run_name, print_and_write
 from trainer.restore import RestoreError, restore_run
 from trainer.ranking import ranking_embeddings
 
@@ -53,6 +53,11 @@ def check_bands(bands: tuple[int, ...]) -> None:
 def band_of(degree: np.ndarray, bands: tuple[int, ...]) -> np.ndarray:
     """Index j of the band [b_j, b_{j+1}) holding each degree (the last band is open)."""
     return np.searchsorted(np.asarray(bands), degree, side="right") - 1
+
+
+def band_labels(bands: tuple[int, ...]) -> list[str]:
+    """Column labels of the bands [b_j, b_{j+1}) and the open last band, e.g. "1-4", "5", ">= 20"."""
+    return [f"{a}" if b - a == 1 else f"{a}-{b - 1}" for a, b in zip(bands[:-1], bands[1:])] + [f">= {bands[-1]}"]
 
 
 def degree_hits(top: np.ndarray, users: np.ndarray, held_out: CSR, degree: np.ndarray, name: str,
@@ -85,16 +90,13 @@ def run_degree_hits(run_dir: str, split: str, k: int, bands: tuple[int, ...]) ->
 
 def group(results: list[DegreeHits]) -> list[DegreeHits]:
     """Seed groups (names equal once `_s<seed>` is dropped): the mean counts over the group."""
-    groups: dict[str, list[DegreeHits]] = {}
-    for r in results:
-        groups.setdefault(seed_group(r.name), []).append(r)
     return [DegreeHits(f"{g} (n={len(rs)})", np.mean([r.held for r in rs], axis=0), np.mean([r.hits for r in rs], axis=0))
-            for g, rs in groups.items()]
+            for g, rs in by_seed_group(results).items()]
 
 
 def render(results: list[DegreeHits], split: str, k: int, bands: tuple[int, ...]) -> str:
-    labels = [f"{a}" if b - a == 1 else f"{a}-{b - 1}" for a, b in zip(bands[:-1], bands[1:])] + [f">= {bands[-1]}"]
-    head = "| run | " + " | ".join(f"degree {x}: hits / held out" for x in labels) + f" | all: hits / held out |"
+    labels = band_labels(bands)
+    head = "| run | " + " | ".join(f"degree {x}: hits / held out" for x in labels) + " | all: hits / held out |"
     lines = [f"Held-out **{split}** interactions by the item's training degree, and how many of them are in the"
              f" user's top {k} (training items masked; share in brackets).", "", head, "|" + "---|" * (len(labels) + 2)]
 

@@ -28,7 +28,7 @@ from data_loaders.format import Split
 from trainer.evaluate import evaluate
 from trainer.hit_ranks import SPLITS
 from trainer.ranking import popularity_column, with_popularity_offset
-from trainer.report import add_section_args, check_section_args, run_name, seed_group, print_and_write
+from trainer.report import add_section_args, check_section_args, run_name, by_seed_group, print_and_write
 from trainer.restore import RestoreError, restore_run
 
 DEFAULT_OFFSETS = (-0.3, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2)
@@ -62,11 +62,8 @@ def sweep_run(run_dir: str, split: str, offsets: tuple[float, ...]) -> OffsetSwe
 
 def group(results: list[OffsetSweep]) -> list[OffsetSweep]:
     """Seed groups (names equal once `_s<seed>` is dropped): the mean of each value over the group."""
-    groups: dict[str, list[OffsetSweep]] = {}
-    for r in results:
-        groups.setdefault(seed_group(r.name), []).append(r)
     return [OffsetSweep(f"{g} (n={len(rs)})", rs[0].offsets, {m: np.mean([r.values[m] for r in rs], axis=0) for m in METRICS})
-            for g, rs in groups.items()]
+            for g, rs in by_seed_group(results).items()]
 
 
 def render(results: list[OffsetSweep], split: str) -> str:

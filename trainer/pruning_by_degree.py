@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_loaders.format import Split
-from trainer.hits_by_degree import band_of, check_bands
-from trainer.report import add_section_args, check_section_args, print_and_write, run_name, seed_group
+from trainer.hits_by_degree import band_labels, band_of
+from trainer.report import add_section_args, by_seed_group, check_section_args, print_and_write, run_name
 from trainer.restore import RestoreError, restore_run
 
 DEFAULT_BANDS = (1, 5, 20, 50, 200)
@@ -41,7 +41,6 @@ def kept_by_degree(edge_item: np.ndarray, kept: np.ndarray, degree: np.ndarray, 
     """Counts per band of the edges' item degrees; bands start at 1 (an edge's item has degree >= 1)."""
     if len(bands) < 1 or list(bands) != sorted(set(bands)) or bands[0] != 1:
         raise ValueError(f"--degree-bands must be increasing degrees starting at 1, got {list(bands)}")
-    check_bands((0, *bands))
     band = band_of(degree[edge_item], bands)
     edges = np.bincount(band, minlength=len(bands))
     return KeptByDegree(name, edges, np.bincount(band[kept], minlength=len(bands)))
@@ -60,15 +59,12 @@ def run_kept_by_degree(run_dir: str, bands: tuple[int, ...], epoch: int | None =
 
 def group(results: list[KeptByDegree]) -> list[KeptByDegree]:
     """Seed groups (names equal once `_s<seed>` is dropped): the mean counts over the group."""
-    groups: dict[str, list[KeptByDegree]] = {}
-    for r in results:
-        groups.setdefault(seed_group(r.name), []).append(r)
     return [KeptByDegree(f"{g} (n={len(rs)})", np.mean([r.edges for r in rs], axis=0),
-                         np.mean([r.kept for r in rs], axis=0)) for g, rs in groups.items()]
+                         np.mean([r.kept for r in rs], axis=0)) for g, rs in by_seed_group(results).items()]
 
 
 def render(results: list[KeptByDegree], bands: tuple[int, ...]) -> str:
-    labels = [f"{a}" if b - a == 1 else f"{a}-{b - 1}" for a, b in zip(bands[:-1], bands[1:])] + [f">= {bands[-1]}"]
+    labels = band_labels(bands)
     lines = ["Training edges by their item's training degree, and the share the causal subgraph keeps "
              "(`python -m trainer.pruning_by_degree`).", "",
              "| run | " + " | ".join(f"degree {x}: kept / edges" for x in labels) + " | all: kept / edges |",

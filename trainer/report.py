@@ -59,6 +59,14 @@ def seed_group(name: str) -> str:
     return SEED_SUFFIX.sub("", name)
 
 
+def by_seed_group(results: list[Any]) -> dict[str, list[Any]]:
+    """Results (anything with a `.name`) by seed group, in first-seen order: the report CLIs' --group-seeds."""
+    groups: dict[str, list[Any]] = {}
+    for r in results:
+        groups.setdefault(seed_group(r.name), []).append(r)
+    return groups
+
+
 def load_published(path: str) -> list[dict[str, Any]]:
     """Rows of a published-figures YAML (`rows:` list of model, data, protocol, source, metric keys)."""
     try:
