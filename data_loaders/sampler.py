@@ -12,7 +12,12 @@ With `candidates` = M > 1 every triple carries M uniform candidate negatives ([n
 keeps the one it currently scores highest (dynamic negative sampling, Zhang et al. SIGIR 2013;
 `models/bpr.py` `hardest_negatives`): the sampler cannot score, so it only draws the pool. With
 `candidate_epochs` = N > 0 the pools are drawn in the first N epochs only, and after them pools of
-`late_candidates` (1, the default: uniform negatives).
+`late_candidates` (1, the default: uniform negatives). With `popularity_power` = a > 0 every draw
+(single negatives and candidate pools alike) is from the user's non-training items with probability
+proportional to (1 + n_i)^a, n_i the item's training interactions (RecBole's `distribution:
+popularity` is a = 1; word2vec's 0.75): uniform negatives make popularity the easiest way to tell a
+positive from a negative, and drawing popular items more often as negatives takes part of that
+shortcut away.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ class Batch:
 
 class BPRSampler:
     def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 negatives: int = 1, candidates: int = 1, candidate_epochs: int = 0, late_candidates: int = 1) -> None:
+                 negatives: int = 1, candidates: int = 1, candidate_epochs: int = 0, late_candidates: int = 1,
+                 popularity_power: float = 0.0) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
         if negatives < 1:
@@ -45,6 +51,8 @@ class BPRSampler:
             raise ValueError(f"BPRSampler: candidate_epochs must be >= 0 (0 = every epoch), got {candidate_epochs}")
         if late_candidates < 1:
             raise ValueError(f"BPRSampler: late_candidates must be >= 1 (1 = uniform), got {late_candidates}")
+        if not (np.isfinite(popularity_power) and popularity_power >= 0):
+            raise ValueError(f"BPRSampler: popularity_power must be finite and >= 0 (0 = uniform), got {popularity_power}")
         self.num_negatives = negatives
         self.num_candidates = candidates
         self.candidate_epochs = candidate_epochs  # pools only in epochs < this (0: every epoch)
@@ -60,6 +68,11 @@ class BPRSampler:
         position_in_row = np.arange(len(self.items)) - np.repeat(train.indptr[:-1], self._degree)
         self._shifted_keys = self.users * (train.num_cols + 1) + (self.items - position_in_row)
         self._neg_rng = np.random.default_rng([seed, rank, 1])
+        self.popularity_power = float(popularity_power)
+        if self.popularity_power > 0:
+            weight = (1.0 + np.bincount(self.items, minlength=train.num_cols)) ** self.popularity_power
+            self._cumulative = np.cumsum(weight)  # inverse-CDF draws over every item
+            self._edge_keys = self.users * train.num_cols + self.items  # sorted: rows ascend, columns sorted within
 
     def steps_per_epoch(self) -> int:
         full, rest = divmod(len(self.users), self.batch_size)
@@ -93,7 +106,8 @@ class BPRSampler:
         return self.negatives(np.repeat(users, m)).reshape(len(users), m)
 
     def negatives(self, users: np.ndarray) -> np.ndarray:
-        """Exactly uniform over the items the user has not trained on, without rejection.
+        """Exactly uniform over the items the user has not trained on, without rejection (by
+        popularity with `popularity_power` > 0: `_popularity_negatives`).
 
         Draw r uniform in [0, num_items - degree(u)) and return the r-th non-training item:
         with the user's sorted training items s_0 < s_1 < ..., that item is r + #{t : s_t - t <= r}.
@@ -104,9 +118,38 @@ class BPRSampler:
         if (free <= 0).any():
             bad = int(users[np.argmax(free <= 0)])
             raise ValueError(f"BPRSampler: user {bad} has interacted with every item; no negative exists")
+        if self.popularity_power > 0:
+            return self._popularity_negatives(users)
         r = (self._neg_rng.random(len(users)) * free).astype(np.int64)
         below = np.searchsorted(self._shifted_keys, users * (self.train.num_cols + 1) + r, side="right")
         return r + below - self.train.indptr[users]
+
+    def _popularity_negatives(self, users: np.ndarray) -> np.ndarray:
+        """Draws over all items by (1 + n_i)^a, redrawing those the user trained on (rejection).
+
+        Rejection keeps the distribution exactly proportional over the user's free items. A user
+        whose training items hold nearly all the mass would make it slow, so after a few rounds the
+        rest are drawn exactly from their own masked weights (rare: O(items) each).
+        """
+        num_items = self.train.num_cols
+        out = np.empty(len(users), dtype=np.int64)
+        todo = np.arange(len(users))
+        for _ in range(32):
+            draw = np.searchsorted(self._cumulative, self._neg_rng.random(len(todo)) * self._cumulative[-1], side="right")
+            draw = np.minimum(draw, num_items - 1)  # a draw of exactly the total (float rounding)
+            key = users[todo] * num_items + draw
+            at = np.minimum(np.searchsorted(self._edge_keys, key), len(self._edge_keys) - 1)
+            trained = self._edge_keys[at] == key
+            out[todo[~trained]] = draw[~trained]
+            todo = todo[trained]
+            if todo.size == 0:
+                return out
+        weight = np.diff(self._cumulative, prepend=0.0)
+        for b in todo:
+            w = weight.copy()
+            w[self.train.row(int(users[b]))] = 0.0
+            out[b] = self._neg_rng.choice(num_items, p=w / w.sum())
+        return out
 
     def state_dict(self) -> dict:
         return {"neg_rng": self._neg_rng.bit_generator.state}

@@ -39,6 +39,9 @@
 #   runs/tiktok_causal_dns16_warm5_dwd1e3_s<seed>, ..._dwd1e2_s<seed>
 #                                     the warm start with weight decay 1e-3 / 1e-2 on the dense
 #                                     (non-table) parameters (thirteenth round)
+#   runs/tiktok_causal_dns16_warm5_npop025_s<seed>, ..._npop050_s<seed>
+#                                     the warm start with every negative drawn by (1 + n_i)^0.25 /
+#                                     (1 + n_i)^0.5 instead of uniformly (fourteenth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -75,6 +78,8 @@ override() {
     dns16_warm5_b4096) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.batch_size=4096 --train.learning_rate=1e-3" ;;
     dns16_warm5_dwd1e3) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.dense_weight_decay=1e-3" ;;
     dns16_warm5_dwd1e2) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.dense_weight_decay=1e-2" ;;
+    dns16_warm5_npop025) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.25" ;;
+    dns16_warm5_npop050) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.5" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

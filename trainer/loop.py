@@ -175,7 +175,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     sampler = BPRSampler(train, batch_size=cfg.train.batch_size, rank=rank, world_size=world_size, seed=cfg.run.seed,
                          negatives=cfg.train.negatives, candidates=cfg.train.negative_candidates,
                          candidate_epochs=cfg.train.negative_candidate_epochs,
-                         late_candidates=cfg.train.negative_candidates_after)
+                         late_candidates=cfg.train.negative_candidates_after,
+                         popularity_power=cfg.train.negative_popularity_power)
     evaluator = Evaluator(cfg, splits, rank, world_size)
     state = TrainState(world_size=world_size, plan=sharded.plan_summary)
 

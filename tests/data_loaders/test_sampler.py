@@ -110,3 +110,43 @@ def test_candidate_pools_stop_after_candidate_epochs() -> None:
     assert [late.candidates_in(e) for e in range(4)] == [4, 4, 2, 2]
     with pytest.raises(ValueError, match="late_candidates must be >= 1"):
         BPRSampler(_graph(), batch_size=8, late_candidates=0)
+
+
+def test_popularity_negatives_follow_the_weights_over_free_items() -> None:
+    # Item popularity over 3 users: item 0 x3, item 1 x2, item 2 x1, items 3-5 never. User 0 trained
+    # on {0, 2}; by (1 + n_i)^1 its free items {1, 3, 4, 5} weigh 3, 1, 1, 1.
+    users = np.array([0, 0, 1, 1, 2, 2])
+    items = np.array([0, 2, 0, 1, 0, 1])
+    train = CSR.from_pairs(users, items, 3, 6)
+    sampler = BPRSampler(train, batch_size=4, seed=0, popularity_power=1.0)
+    draws = sampler.negatives(np.zeros(60_000, dtype=np.int64))
+    values, counts = np.unique(draws, return_counts=True)
+    assert values.tolist() == [1, 3, 4, 5]
+    assert np.allclose(counts / 60_000, [0.5, 1 / 6, 1 / 6, 1 / 6], atol=0.01)
+    # Power 0.5 flattens it: sqrt(3) : 1 : 1 : 1.
+    half = BPRSampler(train, batch_size=4, seed=0, popularity_power=0.5).negatives(np.zeros(60_000, dtype=np.int64))
+    assert abs((half == 1).mean() - 3 ** 0.5 / (3 ** 0.5 + 3)) < 0.01
+
+
+def test_popularity_negatives_avoid_training_items_when_they_hold_most_of_the_mass() -> None:
+    # User 0 trained on the 9 popular items of 10: almost every inverse-CDF draw is rejected,
+    # so the exact fallback must still return the one free item.
+    users = np.r_[np.zeros(9, np.int64), np.repeat(np.arange(1, 30), 9)]
+    items = np.r_[np.arange(9), np.tile(np.arange(9), 29)]
+    train = CSR.from_pairs(users, items, 30, 10)
+    sampler = BPRSampler(train, batch_size=8, seed=2, popularity_power=1.0)
+    assert set(sampler.negatives(np.zeros(500, dtype=np.int64)).tolist()) == {9}
+    for batch in BPRSampler(_graph(edges=1200), batch_size=256, seed=1, popularity_power=0.5, candidates=3).epoch(0):
+        for u, row in zip(batch.users, batch.negatives):
+            assert not set(row.tolist()) & set(_graph(edges=1200).row(int(u)).tolist())
+
+
+def test_popularity_power_zero_is_the_uniform_stream_and_negative_power_refused() -> None:
+    train = _graph()
+    a = [b.negatives for b in BPRSampler(train, batch_size=64, seed=3).epoch(0)]
+    b = [b.negatives for b in BPRSampler(train, batch_size=64, seed=3, popularity_power=0.0).epoch(0)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = [b.negatives for b in BPRSampler(train, batch_size=64, seed=3, popularity_power=0.5).epoch(0)]
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    with pytest.raises(ValueError, match="popularity_power must be finite and >= 0"):
+        BPRSampler(train, batch_size=8, popularity_power=-0.5)
