@@ -13,7 +13,8 @@ keeps the one it currently scores highest (dynamic negative sampling, Zhang et a
 `models/bpr.py` `hardest_negatives`): the sampler cannot score, so it only draws the pool. With
 `candidate_epochs` = N > 0 the pools are drawn in the first N epochs only, and after them pools of
 `late_candidates` (1, the default: uniform negatives). With `popularity_power` = a > 0 every draw
-(single negatives and candidate pools alike) is from the user's non-training items with probability
+from epoch `popularity_from_epoch` on (single negatives and candidate pools alike; 0: from the
+first) is from the user's non-training items with probability
 proportional to (1 + n_i)^a, n_i the item's training interactions (RecBole's `distribution:
 popularity` is a = 1; word2vec's 0.75): uniform negatives make popularity the easiest way to tell a
 positive from a negative, and drawing popular items more often as negatives takes part of that
@@ -40,7 +41,7 @@ class Batch:
 class BPRSampler:
     def __init__(self, train: CSR, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
                  negatives: int = 1, candidates: int = 1, candidate_epochs: int = 0, late_candidates: int = 1,
-                 popularity_power: float = 0.0) -> None:
+                 popularity_power: float = 0.0, popularity_from_epoch: int = 0) -> None:
         if train.indices.size == 0:
             raise ValueError("BPRSampler: the training graph has no edges")
         if negatives < 1:
@@ -53,6 +54,8 @@ class BPRSampler:
             raise ValueError(f"BPRSampler: late_candidates must be >= 1 (1 = uniform), got {late_candidates}")
         if not (np.isfinite(popularity_power) and popularity_power >= 0):
             raise ValueError(f"BPRSampler: popularity_power must be finite and >= 0 (0 = uniform), got {popularity_power}")
+        if popularity_from_epoch < 0:
+            raise ValueError(f"BPRSampler: popularity_from_epoch must be >= 0, got {popularity_from_epoch}")
         self.num_negatives = negatives
         self.num_candidates = candidates
         self.candidate_epochs = candidate_epochs  # pools only in epochs < this (0: every epoch)
@@ -69,6 +72,7 @@ class BPRSampler:
         self._shifted_keys = self.users * (train.num_cols + 1) + (self.items - position_in_row)
         self._neg_rng = np.random.default_rng([seed, rank, 1])
         self.popularity_power = float(popularity_power)
+        self.popularity_from_epoch = popularity_from_epoch
         if self.popularity_power > 0:
             weight = (1.0 + np.bincount(self.items, minlength=train.num_cols)) ** self.popularity_power
             self._cumulative = np.cumsum(weight)  # inverse-CDF draws over every item
@@ -101,13 +105,14 @@ class BPRSampler:
     def _draw(self, users: np.ndarray, epoch: int) -> np.ndarray:
         # M = 1 draws exactly the stream it always did; M > 1: row b holds M draws for users[b].
         m = self.candidates_in(epoch)
+        popular = epoch >= self.popularity_from_epoch
         if m == 1:
-            return self.negatives(users)
-        return self.negatives(np.repeat(users, m)).reshape(len(users), m)
+            return self.negatives(users, popular=popular)
+        return self.negatives(np.repeat(users, m), popular=popular).reshape(len(users), m)
 
-    def negatives(self, users: np.ndarray) -> np.ndarray:
+    def negatives(self, users: np.ndarray, *, popular: bool = True) -> np.ndarray:
         """Exactly uniform over the items the user has not trained on, without rejection (by
-        popularity with `popularity_power` > 0: `_popularity_negatives`).
+        popularity with `popularity_power` > 0 and `popular`: `_popularity_negatives`).
 
         Draw r uniform in [0, num_items - degree(u)) and return the r-th non-training item:
         with the user's sorted training items s_0 < s_1 < ..., that item is r + #{t : s_t - t <= r}.
@@ -118,7 +123,7 @@ class BPRSampler:
         if (free <= 0).any():
             bad = int(users[np.argmax(free <= 0)])
             raise ValueError(f"BPRSampler: user {bad} has interacted with every item; no negative exists")
-        if self.popularity_power > 0:
+        if self.popularity_power > 0 and popular:
             return self._popularity_negatives(users)
         r = (self._neg_rng.random(len(users)) * free).astype(np.int64)
         below = np.searchsorted(self._shifted_keys, users * (self.train.num_cols + 1) + r, side="right")

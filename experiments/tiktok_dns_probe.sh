@@ -42,6 +42,9 @@
 #   runs/tiktok_causal_dns16_warm5_npop025_s<seed>, ..._npop050_s<seed>
 #                                     the warm start with every negative drawn by (1 + n_i)^0.25 /
 #                                     (1 + n_i)^0.5 instead of uniformly (fourteenth round)
+#   runs/tiktok_causal_dns16_warm5_then_npop025_s<seed>, ..._then_npop050_s<seed>
+#                                     the warm start's uniform pools, then single negatives drawn
+#                                     by (1 + n_i)^0.25 / (1 + n_i)^0.5 (fifteenth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -80,6 +83,8 @@ override() {
     dns16_warm5_dwd1e2) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.dense_weight_decay=1e-2" ;;
     dns16_warm5_npop025) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.25" ;;
     dns16_warm5_npop050) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.5" ;;
+    dns16_warm5_then_npop025) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.25 --train.negative_popularity_from_epoch=5" ;;
+    dns16_warm5_then_npop050) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.5 --train.negative_popularity_from_epoch=5" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

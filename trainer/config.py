@@ -97,6 +97,10 @@ class TrainSection:
                                            "`distribution: popularity` is a = 1). Why: with uniform negatives popularity "
                                            "alone tells most pairs apart; popular negatives take part of that shortcut "
                                            "away, as a training-time counterpart of `eval.popularity_offset`.", 0.0)
+    negative_popularity_from_epoch: int = doc("With negative_popularity_power > 0: draw by popularity from this epoch "
+                                              "(0-based) on, uniformly before (0: from the first). Why: with the warm "
+                                              "start (negative_candidate_epochs = N), N keeps its uniform pools and "
+                                              "changes only the draws after it, where the valid curve falls.", 0)
     learning_rate: float = doc("Learning rate of the embedding optimizer.", 1e-3)
     optimizer: Literal["adam", "adamw", "adagrad", "rowwise_adagrad", "sgd"] = doc("Embedding optimizer. With `embedding_kernel: fused` only sgd, adagrad and rowwise_adagrad run on CPU.", "adam")
     weight_decay: float = doc("Optimizer weight decay (in addition to `model.reg_weight`).", 0.0)
@@ -276,6 +280,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.negative_candidates >= 1, "train.negative_candidates", cfg.train.negative_candidates, "must be >= 1"),
         (cfg.train.negative_candidate_epochs >= 0, "train.negative_candidate_epochs", cfg.train.negative_candidate_epochs, "must be >= 0 (0 = every epoch)"),
         (math.isfinite(cfg.train.negative_popularity_power) and cfg.train.negative_popularity_power >= 0, "train.negative_popularity_power", cfg.train.negative_popularity_power, "must be a finite number >= 0 (0 = uniform)"),
+        (cfg.train.negative_popularity_from_epoch >= 0, "train.negative_popularity_from_epoch", cfg.train.negative_popularity_from_epoch, "must be >= 0 (0 = from the first epoch)"),
         (cfg.train.negative_candidates_after >= 1, "train.negative_candidates_after", cfg.train.negative_candidates_after, "must be >= 1 (1 = uniform)"),
         (cfg.train.negative_candidates_after == 1 or (cfg.train.negative_candidates > 1 and cfg.train.negative_candidate_epochs > 0), "train.negative_candidates_after", cfg.train.negative_candidates_after, "> 1 needs train.negative_candidates > 1 and train.negative_candidate_epochs > 0 (it is the pool after the warm start)"),
         (cfg.train.negative_candidates == 1 or cfg.model.name == "freedom" or (cfg.model.name == "lightgcn" and cfg.model.lightgcn.graph_mode == "full") or (cfg.model.name == "causal" and cfg.model.causal.backbone.graph_mode == "full"), "train.negative_candidates", cfg.train.negative_candidates, "> 1 needs model.name lightgcn, freedom or causal with graph_mode full"),

@@ -176,7 +176,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                          negatives=cfg.train.negatives, candidates=cfg.train.negative_candidates,
                          candidate_epochs=cfg.train.negative_candidate_epochs,
                          late_candidates=cfg.train.negative_candidates_after,
-                         popularity_power=cfg.train.negative_popularity_power)
+                         popularity_power=cfg.train.negative_popularity_power,
+                         popularity_from_epoch=cfg.train.negative_popularity_from_epoch)
     evaluator = Evaluator(cfg, splits, rank, world_size)
     state = TrainState(world_size=world_size, plan=sharded.plan_summary)
 

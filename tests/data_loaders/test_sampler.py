@@ -150,3 +150,19 @@ def test_popularity_power_zero_is_the_uniform_stream_and_negative_power_refused(
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
     with pytest.raises(ValueError, match="popularity_power must be finite and >= 0"):
         BPRSampler(train, batch_size=8, popularity_power=-0.5)
+
+
+def test_popularity_from_epoch_keeps_the_uniform_stream_before_it() -> None:
+    train = _graph(edges=1200)
+    uniform = BPRSampler(train, batch_size=64, seed=3, candidates=4, candidate_epochs=2)
+    late = BPRSampler(train, batch_size=64, seed=3, candidates=4, candidate_epochs=2, popularity_power=1.0,
+                      popularity_from_epoch=2)
+    for epoch in (0, 1):  # the warm start's uniform pools, draw for draw
+        assert all(np.array_equal(a.negatives, b.negatives) for a, b in zip(uniform.epoch(epoch), late.epoch(epoch)))
+    # From epoch 2 the single negatives lean to popular items (higher mean training degree).
+    degree = np.bincount(train.indices, minlength=train.num_cols)
+    after_u = np.concatenate([b.negatives for e in (2, 3) for b in uniform.epoch(e)])
+    after_p = np.concatenate([b.negatives for e in (2, 3) for b in late.epoch(e)])
+    assert degree[after_p].mean() > degree[after_u].mean()
+    with pytest.raises(ValueError, match="popularity_from_epoch must be >= 0"):
+        BPRSampler(train, batch_size=8, popularity_from_epoch=-1)

@@ -47,6 +47,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("--eval.popularity_offset=nan", r"'eval\.popularity_offset' must be a finite number"),
         ("--train.dense_weight_decay=-1", r"'train\.dense_weight_decay' must be a finite number >= 0"),
         ("--train.negative_popularity_power=-0.5", r"'train\.negative_popularity_power' must be a finite number >= 0"),
+        ("--train.negative_popularity_from_epoch=-1", r"'train\.negative_popularity_from_epoch' must be >= 0"),
         ("--train.weight_decay=inf", r"'train\.weight_decay' must be a finite number >= 0"),
         ("--model.name=lightgcn --train.negative_candidates_after=2",
          r"'train\.negative_candidates_after' .*needs train\.negative_candidates > 1 and train\.negative_candidate_epochs > 0"),
