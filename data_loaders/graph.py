@@ -103,23 +103,36 @@ def interaction_csrs(ds: Dataset, splits: Sequence[Split], *, rank: int = 0, wor
     return out
 
 
-def lightgcn_adjacency(train: CSR, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def lightgcn_adjacency(train: CSR, *, dtype: torch.dtype = torch.float32, norm_power: float = 0.5) -> torch.Tensor:
     """D^-1/2 A D^-1/2 of the bipartite graph A = [[0, R], [R^T, 0]], (U+I) x (U+I), coalesced COO.
 
     R holds ``train.data`` (or ones); degrees are its row/column sums, so repeated pairs count
     with their multiplicity. Nodes of degree 0 get an all-zero row and column (no NaN).
+
+    `norm_power` r != 1/2 gives D^-r A D^-(1-r) (r-AdjNorm, Zhao et al. SIGIR 2022): entry (a, b)
+    is w / (d_a^r d_b^(1-r)), no longer symmetric. r > 1/2 shrinks what a high-degree node
+    receives, so popular items' propagated rows grow less with their degree.
     """
+    if not 0 <= norm_power <= 1:
+        raise ValueError(f"lightgcn_adjacency: norm_power must be in [0, 1], got {norm_power}")
     num_users, num_items = train.num_rows, train.num_cols
     users = train.row_ids()
     items = train.indices + num_users
     weight = np.ones(train.nnz) if train.data is None else np.asarray(train.data, np.float64)
     degree = np.concatenate([np.bincount(users, weights=weight, minlength=num_users),
                              np.bincount(train.indices, weights=weight, minlength=num_items)])
-    inv_sqrt = np.zeros(len(degree))  # float64 even when bincount of no edges gives int64
-    np.divide(1.0, np.sqrt(degree), out=inv_sqrt, where=degree > 0)
-    values = weight * inv_sqrt[users] * inv_sqrt[items]
     index = np.stack([np.concatenate([users, items]), np.concatenate([items, users])])
     n = num_users + num_items
-    values = torch.from_numpy(np.concatenate([values, values])).to(dtype)
+    if norm_power == 0.5:  # the symmetric case, kept bit for bit as it always was
+        inv_sqrt = np.zeros(len(degree))  # float64 even when bincount of no edges gives int64
+        np.divide(1.0, np.sqrt(degree), out=inv_sqrt, where=degree > 0)
+        values = weight * inv_sqrt[users] * inv_sqrt[items]
+        values = np.concatenate([values, values])
+    else:
+        receive, send = (np.zeros(len(degree)) for _ in range(2))
+        np.power(degree, -norm_power, out=receive, where=degree > 0)
+        np.power(degree, norm_power - 1.0, out=send, where=degree > 0)
+        values = np.concatenate([weight * receive[users] * send[items], weight * receive[items] * send[users]])
+    values = torch.from_numpy(values).to(dtype)
     return torch.sparse_coo_tensor(torch.from_numpy(index), values, (n, n),
                                    check_invariants=True).coalesce()

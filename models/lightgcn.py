@@ -63,6 +63,11 @@ class LightGCNConfig:
         "the same on every rank); evaluation and the per-epoch refreshes use the full graph. 1 = off. Why: the "
         "models here fit the training pairs within tens of epochs and then stall; dropping edges is the "
         "regulariser graph recommenders use against that.", 1.0)
+    norm_power: float = _doc(
+        "Degree normalisation of the propagation (`graph_mode: full`): D^-r A D^-(1-r) (r-AdjNorm, Zhao et al. "
+        "SIGIR 2022); 0.5 is LightGCN's symmetric D^-1/2 A D^-1/2. Why another r: with r > 0.5 what a node "
+        "receives is divided more by its own degree, so popular items' rows grow less with their popularity "
+        "(the trade between head and tail accuracy that paper measures).", 0.5)
 
 
 _SPARSE_KW = {"check_invariants": False}
@@ -212,6 +217,9 @@ class LightGCN(nn.Module):
             if cfg.edge_keep != 1:
                 raise ValueError(f"LightGCN: edge_keep={cfg.edge_keep} needs graph_mode 'full' (sampled mode "
                                  "already propagates on a sample of each node's edges)")
+            if cfg.norm_power != 0.5:
+                raise ValueError(f"LightGCN: norm_power={cfg.norm_power} needs graph_mode 'full' (sampled mode "
+                                 "propagates with the symmetric normalisation)")
             fanouts = list(cfg.fanouts)
             if len(fanouts) != num_layers or not all(isinstance(f, int) and f > 0 for f in fanouts):
                 raise ValueError(f"LightGCN: graph_mode 'sampled' needs one positive integer fanout per layer "
@@ -246,7 +254,7 @@ class LightGCN(nn.Module):
         kept = CSR.from_pairs(train.row_ids()[keep], train.indices[keep], train.num_rows, train.num_cols,
                               None if train.data is None else np.asarray(train.data)[keep])
         device = self.adjacency.device if self.adjacency is not None else self.tables.device
-        self.train_adjacency = SparseOperator(lightgcn_adjacency(kept)).to(device)
+        self.train_adjacency = SparseOperator(lightgcn_adjacency(kept, norm_power=self.cfg.norm_power)).to(device)
         return {"backbone/kept_edges": float(keep.mean())}
 
     # ---- full graph -------------------------------------------------------------------------

@@ -23,6 +23,12 @@ from models.registry import build_model
 from trainer.config import Config
 
 
+def _norm_power(cfg: Config) -> float:
+    """The degree normalisation r of the model's LightGCN propagation (0.5 for models without one)."""
+    graph = {"lightgcn": cfg.model.lightgcn, "causal": cfg.model.causal.backbone}.get(cfg.model.name)
+    return 0.5 if graph is None else graph.norm_power
+
+
 def build_from_config(cfg: Config, dataset: Dataset, splits: Mapping[Split, CSR],
                       device: torch.device | str = "cpu") -> nn.Module:
     """The unsharded model of `cfg` on `device`, from `dataset`'s item features and `splits[Split.TRAIN]`.
@@ -34,7 +40,8 @@ def build_from_config(cfg: Config, dataset: Dataset, splits: Mapping[Split, CSR]
     features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
     torch.manual_seed(cfg.run.seed)
     return build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                       adjacency=lambda: lightgcn_adjacency(train),  # built only by models that use it
+                       # built only by models that use it
+                       adjacency=lambda: lightgcn_adjacency(train, norm_power=_norm_power(cfg)),
                        dim=cfg.model.embedding_dim,
                        num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,

@@ -65,6 +65,30 @@ def test_lightgcn_adjacency_matches_dense() -> None:
                                _dense_lightgcn(users, items, rows, cols, weights), rtol=1e-12)
 
 
+def test_norm_power_is_d_to_the_minus_r_a_d_to_the_minus_one_minus_r() -> None:
+    rows, cols = _random_pairs()
+    users, items = 11, 8  # users 9, 10 and item 7 have no edges
+    train = CSR.from_pairs(rows, cols, users, items)
+    r_ = np.zeros((users, items))
+    r_[rows, cols] = 1.0
+    a = np.block([[np.zeros((users, users)), r_], [r_.T, np.zeros((items, items))]])
+    d = a.sum(axis=1)
+    for power in (0.3, 0.7, 1.0):
+        with np.errstate(divide="ignore"):
+            receive = np.where(d > 0, d ** -power, 0.0)
+            send = np.where(d > 0, d ** (power - 1), 0.0)
+        got = lightgcn_adjacency(train, norm_power=power, dtype=torch.float64).to_dense().numpy()
+        np.testing.assert_allclose(got, receive[:, None] * a * send[None, :], rtol=1e-12)
+        assert np.isfinite(got).all() and not np.allclose(got, got.T)  # asymmetric unless r = 1/2
+    # r = 1: each row averages its neighbours (row sums 1 for every node with an edge).
+    rows_sum = lightgcn_adjacency(train, norm_power=1.0, dtype=torch.float64).to_dense().numpy().sum(axis=1)
+    np.testing.assert_allclose(rows_sum[d > 0], 1.0)
+    # r = 1/2 is exactly the symmetric matrix it always was.
+    assert torch.equal(lightgcn_adjacency(train, norm_power=0.5).to_dense(), lightgcn_adjacency(train).to_dense())
+    with pytest.raises(ValueError, match=r"norm_power must be in \[0, 1\], got 1.5"):
+        lightgcn_adjacency(train, norm_power=1.5)
+
+
 def test_empty_graph_has_no_nan() -> None:
     adj = lightgcn_adjacency(CSR.from_pairs(np.zeros(0), np.zeros(0), 3, 2))
     assert adj.shape == (5, 5) and adj._nnz() == 0

@@ -572,6 +572,9 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     assert [ln.split()[-2:] for ln in lines] == [
         ["--train.negative_popularity_power=0.25", "--train.negative_popularity_from_epoch=5"],
         ["--train.negative_popularity_power=0.5", "--train.negative_popularity_from_epoch=5"]]
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_norm055 dns16_warm5_norm060", SEEDS="16")[0][1:]
+    assert [ln.split()[-1] for ln in lines] == ["--model.causal.backbone.norm_power=0.55",
+                                                "--model.causal.backbone.norm_power=0.6"]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 

@@ -309,3 +309,27 @@ def test_candidate_pools_train_on_each_rows_hardest_negative():
     # The other candidates are easier: a smaller BPR loss (so a fixed column could not pass).
     other = pools.gather(1, (1 - scores.argmax(1, keepdim=True))).squeeze(1)
     assert float(model(users, pos, other)["bpr"].detach()) < float(got["bpr"].detach())
+
+
+def test_norm_power_propagates_with_its_matrix_and_differentiates_through_its_transpose() -> None:
+    train = _random_graph()
+    torch.manual_seed(0)
+    cfg = LightGCNConfig(norm_power=0.7, edge_keep=0.6)
+    adj = lightgcn_adjacency(train, norm_power=0.7)
+    model = LightGCN(GU, GI, D, 2, adj, IdTables(GU, GI, D, device="cpu"), 0.0, cfg=cfg, train=train, seed=3)
+    x = torch.randn(GU + GI, D, requires_grad=True)
+    model.eval()
+    out = model._full_mm(x)
+    torch.testing.assert_close(out, adj.to_dense() @ x)
+    g = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, g)
+    torch.testing.assert_close(grad, adj.to_dense().t() @ g)  # A^T, not A: the matrix is not symmetric
+    # Edge dropout's per-epoch graph keeps the same normalisation power.
+    model.start_epoch(2)
+    keep = np.random.default_rng([3, 2, 7]).random(train.nnz) < 0.6
+    kept = CSR.from_pairs(train.row_ids()[keep], train.indices[keep], GU, GI)
+    model.train()
+    torch.testing.assert_close(model._full_mm(x), lightgcn_adjacency(kept, norm_power=0.7).to_dense() @ x)
+    with pytest.raises(ValueError, match="norm_power=0.7 needs graph_mode 'full'"):
+        LightGCN(GU, GI, D, 2, None, IdTables(GU, GI, D, device="cpu"), 0.0,
+                 cfg=LightGCNConfig(graph_mode="sampled", fanouts=[2, 2], norm_power=0.7), train=train)
