@@ -48,6 +48,9 @@
 #   runs/tiktok_causal_dns16_warm5_norm055_s<seed>, ..._norm060_s<seed>
 #                                     the warm start, the backbone propagating with D^-r A D^-(1-r),
 #                                     r = 0.55 / 0.6 instead of 0.5 (sixteenth round)
+#   runs/tiktok_causal_dns16_warm5_refit5_s<seed>
+#                                     the warm start with a k-means re-fit of the codebook every 5
+#                                     epochs from epoch 10 (seventeenth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -90,6 +93,7 @@ override() {
     dns16_warm5_then_npop050) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_popularity_power=0.5 --train.negative_popularity_from_epoch=5" ;;
     dns16_warm5_norm055) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.55" ;;
     dns16_warm5_norm060) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.6" ;;
+    dns16_warm5_refit5) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backdoor.refit_start=10 --model.causal.backdoor.refit_every=5" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -575,6 +575,8 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_norm055 dns16_warm5_norm060", SEEDS="16")[0][1:]
     assert [ln.split()[-1] for ln in lines] == ["--model.causal.backbone.norm_power=0.55",
                                                 "--model.causal.backbone.norm_power=0.6"]
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_refit5", SEEDS="16")[0][1:]
+    assert lines[0].split()[-2:] == ["--model.causal.backdoor.refit_start=10", "--model.causal.backdoor.refit_every=5"]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 
