@@ -618,3 +618,15 @@ def test_baseline_round8_script_offers_the_pools_and_the_offset(tmp_path: Path) 
         assert (pools <= set(args)) == ("dns2" in name)
         assert ("--eval.popularity_offset=0.2" in args) == ("vbpr" in name)
 
+
+
+def test_baseline_round18_script_offers_the_normalisation_and_the_offset(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_baseline_round18.sh", tmp_path)
+    assert names == [n for s in (0, 1, 2) for n in (f"tiktok_lightgcn_dim128_dns_norm060_s{s}",
+                                                      f"tiktok_vbpr_dim128_pop_s{s}")]
+    for line, name in zip(lines, names):
+        args = line.split()
+        assert f"configs/tiktok_{name.split('_')[1]}.yaml" in args and "--model.embedding_dim=128" in args
+        assert ("--model.lightgcn.norm_power=0.6" in args) == ("lightgcn" in name)
+        assert ("--train.negative_candidates=16" in args) == ("lightgcn" in name)
+        assert ("--eval.popularity_offset=0.2" in args) == ("vbpr" in name)
