@@ -37,16 +37,17 @@ def _bpr(tables: IdTables, **args: Any) -> nn.Module:
     return BPRMF(tables, reg_weight=args["reg_weight"], reg_type=args["reg_type"], ranking=args["ranking"])
 
 
-def _adjacency(args: dict[str, Any]) -> torch.Tensor | None:
-    """The adjacency argument, built now if it was passed as a zero-argument callable (lazy)."""
+def _adjacency(args: dict[str, Any], norm_power: float) -> torch.Tensor | None:
+    """The adjacency argument, built now if it was passed as a callable (lazy), with the model's own
+    degree normalisation: `adjacency(norm_power=...)`, e.g. partial(graph.lightgcn_adjacency, train)."""
     adjacency = args["adjacency"]
-    return adjacency() if callable(adjacency) else adjacency
+    return adjacency(norm_power=norm_power) if callable(adjacency) else adjacency
 
 
 def _lightgcn(tables: IdTables, **args: Any) -> nn.Module:
     cfg = args["options"] or LightGCNConfig()
     # Sampled mode never uses the full adjacency: not even built (at 1M users and items it is GBs).
-    adjacency = _adjacency(args) if cfg.graph_mode == "full" else None
+    adjacency = _adjacency(args, cfg.norm_power) if cfg.graph_mode == "full" else None
     if cfg.graph_mode == "full" and adjacency is None:
         raise ValueError("build_model('lightgcn') needs the normalised adjacency")
     if cfg.graph_mode == "sampled" and args["train"] is None:
@@ -73,7 +74,7 @@ def _freedom(tables: IdTables, **args: Any) -> nn.Module:
 def _causal(tables: IdTables, **args: Any) -> nn.Module:
     cfg = args["options"] or CausalConfig()
     # Sampled mode, like sampled LightGCN, never builds the (U+I) x (U+I) adjacency.
-    adjacency = _adjacency(args) if cfg.backbone.graph_mode == "full" else None
+    adjacency = _adjacency(args, cfg.backbone.norm_power) if cfg.backbone.graph_mode == "full" else None
     if args["train"] is None or not args["features"] or (adjacency is None and cfg.backbone.graph_mode == "full"):
         raise ValueError("build_model('causal') needs the training graph, its adjacency and the item features")
     return CausalRec(tables, num_layers=args["num_layers"], adjacency=adjacency, features=args["features"],
@@ -93,7 +94,7 @@ _USER_DIM_FACTOR: dict[ModelName, int] = {ModelName.VBPR: 2}
 
 
 def build_model(name: ModelName | str, *, num_users: int, num_items: int,
-                adjacency: torch.Tensor | Callable[[], torch.Tensor] | None,
+                adjacency: torch.Tensor | Callable[..., torch.Tensor] | None,
                 dim: int, num_layers: int, reg_weight: float, init: InitScheme | str = InitScheme.XAVIER,
                 init_std: float = 0.1, reg_type: RegType | str = RegType.MMREC,
                 device: torch.device | str, features: dict[str, torch.Tensor] | None = None,
@@ -106,8 +107,9 @@ def build_model(name: ModelName | str, *, num_users: int, num_items: int,
     `features` are the item content features per modality (row i = item i), `train` the
     training graph, `seed` the run's seed (for per-epoch randomness identical on all ranks),
     `options` the model's own typed config section (e.g. `FreedomConfig`, `LightGCNConfig`), or None.
-    `adjacency` (the normalised user-item adjacency) may be a zero-argument callable: it is then
-    built only for a model that uses it (full-graph LightGCN, the causal model). `ranking` is the
+    `adjacency` (the normalised user-item adjacency) may be a callable `adjacency(norm_power=r)`,
+    e.g. `partial(data_loaders.graph.lightgcn_adjacency, train)`: it is then built only for a model
+    that uses it (full-graph LightGCN, the causal model), with that model's `norm_power`. `ranking` is the
     ranking term of every model's loss (BPR, or a sampled softmax: `models.bpr`).
     """
     try:

@@ -11,6 +11,7 @@ with the caller.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import torch
 from torch import nn
@@ -21,12 +22,6 @@ from data_loaders.stream import Dataset
 from models.bpr import Ranking
 from models.registry import build_model
 from trainer.config import Config
-
-
-def _norm_power(cfg: Config) -> float:
-    """The degree normalisation r of the model's LightGCN propagation (0.5 for models without one)."""
-    graph = {"lightgcn": cfg.model.lightgcn, "causal": cfg.model.causal.backbone}.get(cfg.model.name)
-    return 0.5 if graph is None else graph.norm_power
 
 
 def build_from_config(cfg: Config, dataset: Dataset, splits: Mapping[Split, CSR],
@@ -40,8 +35,8 @@ def build_from_config(cfg: Config, dataset: Dataset, splits: Mapping[Split, CSR]
     features = {m: torch.from_numpy(dataset.load_item_features(m)) for m in sorted(dataset.manifest.modalities)}
     torch.manual_seed(cfg.run.seed)
     return build_model(cfg.model.name, num_users=train.num_rows, num_items=train.num_cols,
-                       # built only by models that use it
-                       adjacency=lambda: lightgcn_adjacency(train, norm_power=_norm_power(cfg)),
+                       # built only by models that use it, with their own norm_power
+                       adjacency=partial(lightgcn_adjacency, train),
                        dim=cfg.model.embedding_dim,
                        num_layers=cfg.model.num_layers, reg_weight=cfg.model.reg_weight,
                        init=cfg.model.init, init_std=cfg.model.init_std, device=device,
