@@ -54,6 +54,9 @@
 #   runs/tiktok_causal_dns16_warm5_then2_norm060_s<seed>, ..._norm060_pop020_s<seed>
 #                                     r = 0.6 with pools of 2 after the warm start / with ranking by
 #                                     eval.popularity_offset -0.2 (eighteenth round)
+#   runs/tiktok_causal_dns16_warm5_norm065_pop020_s<seed>, ..._norm070_pop020_s<seed>
+#                                     the eighteenth round's adoption with r = 0.65 / 0.7 instead
+#                                     of 0.6 (nineteenth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -99,6 +102,8 @@ override() {
     dns16_warm5_refit5) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backdoor.refit_start=10 --model.causal.backdoor.refit_every=5" ;;
     dns16_warm5_then2_norm060) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --train.negative_candidates_after=2 --model.causal.backbone.norm_power=0.6" ;;
     dns16_warm5_norm060_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.6 --eval.popularity_offset=-0.2" ;;
+    dns16_warm5_norm065_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.65 --eval.popularity_offset=-0.2" ;;
+    dns16_warm5_norm070_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.7 --eval.popularity_offset=-0.2" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -581,6 +581,11 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
                      SEEDS="16")[0][1:]
     assert lines[0].split()[-2:] == ["--train.negative_candidates_after=2", "--model.causal.backbone.norm_power=0.6"]
     assert lines[1].split()[-2:] == ["--model.causal.backbone.norm_power=0.6", "--eval.popularity_offset=-0.2"]
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_norm065_pop020 dns16_warm5_norm070_pop020",
+                     SEEDS="16")[0][1:]
+    assert [ln.split()[-2:] for ln in lines] == [
+        ["--model.causal.backbone.norm_power=0.65", "--eval.popularity_offset=-0.2"],
+        ["--model.causal.backbone.norm_power=0.7", "--eval.popularity_offset=-0.2"]]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 
