@@ -57,6 +57,10 @@
 #   runs/tiktok_causal_dns16_warm5_norm065_pop020_s<seed>, ..._norm070_pop020_s<seed>
 #                                     the eighteenth round's adoption with r = 0.65 / 0.7 instead
 #                                     of 0.6 (nineteenth round)
+#   runs/tiktok_causal_hid128_s<seed>, ..._hid256_s<seed>
+#                                     the configuration (warm start, r = 0.6 and the offset
+#                                     already in it) with 128- / 256-wide projection and denoiser
+#                                     MLPs instead of 64 (twentieth round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -104,6 +108,8 @@ override() {
     dns16_warm5_norm060_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.6 --eval.popularity_offset=-0.2" ;;
     dns16_warm5_norm065_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.65 --eval.popularity_offset=-0.2" ;;
     dns16_warm5_norm070_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.7 --eval.popularity_offset=-0.2" ;;
+    hid128) echo "--model.causal.projection.hidden=128 --model.causal.diffusion.hidden=128" ;;
+    hid256) echo "--model.causal.projection.hidden=256 --model.causal.diffusion.hidden=256" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }
