@@ -61,6 +61,9 @@
 #                                     the configuration (warm start, r = 0.6 and the offset
 #                                     already in it) with 128- / 256-wide projection and denoiser
 #                                     MLPs instead of 64 (twentieth round)
+#   runs/tiktok_causal_keep70_s<seed>, ..._keep60_s<seed>
+#                                     the configuration keeping 70% / 60% of each user's edges in
+#                                     the causal subgraph instead of 80% (twenty-first round)
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -110,6 +113,8 @@ override() {
     dns16_warm5_norm070_pop020) echo "--train.negative_candidates=16 --train.negative_candidate_epochs=5 --model.causal.backbone.norm_power=0.7 --eval.popularity_offset=-0.2" ;;
     hid128) echo "--model.causal.projection.hidden=128 --model.causal.diffusion.hidden=128" ;;
     hid256) echo "--model.causal.projection.hidden=256 --model.causal.diffusion.hidden=256" ;;
+    keep70) echo "--model.causal.frontdoor.keep_ratio=0.7" ;;
+    keep60) echo "--model.causal.frontdoor.keep_ratio=0.6" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

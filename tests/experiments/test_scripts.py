@@ -590,6 +590,9 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     assert [ln.split()[-2:] for ln in lines] == [
         ["--model.causal.projection.hidden=128", "--model.causal.diffusion.hidden=128"],
         ["--model.causal.projection.hidden=256", "--model.causal.diffusion.hidden=256"]]
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="keep70 keep60", SEEDS="16")[0][1:]
+    assert [ln.split()[-1] for ln in lines] == ["--model.causal.frontdoor.keep_ratio=0.7",
+                                                "--model.causal.frontdoor.keep_ratio=0.6"]
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 
