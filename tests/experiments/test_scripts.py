@@ -526,6 +526,41 @@ def test_codebook_probe_script_limits_the_restarts_to_the_first_epochs(tmp_path:
     assert bad.returncode != 0 and "unknown variant 'restart99'" in bad.stderr
 
 
+# The later variants of experiments/tiktok_dns_probe.sh (sixth round on): the flags each one's
+# command line ends with, i.e. what it adds to the configuration. One dry run checks them all.
+DNS_PROBE_TAILS = {
+    "dns16_warm5_fdcent": ["--train.negative_candidate_epochs=5", "--model.causal.frontdoor.dictionary=centroids"],
+    "dns16_warm5_then2": ["--train.negative_candidates=16", "--train.negative_candidate_epochs=5",
+                          "--train.negative_candidates_after=2"],
+    "dns16_warm5_then4": ["--train.negative_candidates=16", "--train.negative_candidate_epochs=5",
+                          "--train.negative_candidates_after=4"],
+    "dns16_warm5_then2_pop020": ["--train.negative_candidates_after=2", "--eval.popularity_offset=-0.2"],
+    "dns16_warm5_dim256": ["--model.embedding_dim=256"],
+    "dns16_warm5_lr1e3": ["--train.learning_rate=1e-3"],
+    "dns16_warm5_itemc": ["--model.causal.frontdoor.prune_rank=item_centred"],
+    "dns16_warm5_keep90": ["--model.causal.frontdoor.keep_ratio=0.9"],
+    "dns16_warm5_l3": ["--train.negative_candidate_epochs=5", "--model.num_layers=3"],
+    "dns16_warm5_b4096": ["--train.batch_size=4096", "--train.learning_rate=1e-3"],
+    "dns16_warm5_dwd1e3": ["--train.dense_weight_decay=1e-3"],
+    "dns16_warm5_dwd1e2": ["--train.dense_weight_decay=1e-2"],
+    "dns16_warm5_npop025": ["--train.negative_popularity_power=0.25"],
+    "dns16_warm5_npop050": ["--train.negative_popularity_power=0.5"],
+    "dns16_warm5_then_npop025": ["--train.negative_popularity_power=0.25", "--train.negative_popularity_from_epoch=5"],
+    "dns16_warm5_then_npop050": ["--train.negative_popularity_power=0.5", "--train.negative_popularity_from_epoch=5"],
+    "dns16_warm5_norm055": ["--model.causal.backbone.norm_power=0.55"],
+    "dns16_warm5_norm060": ["--model.causal.backbone.norm_power=0.6"],
+    "dns16_warm5_refit5": ["--model.causal.backdoor.refit_start=10", "--model.causal.backdoor.refit_every=5"],
+    "dns16_warm5_then2_norm060": ["--train.negative_candidates_after=2", "--model.causal.backbone.norm_power=0.6"],
+    "dns16_warm5_norm060_pop020": ["--model.causal.backbone.norm_power=0.6", "--eval.popularity_offset=-0.2"],
+    "dns16_warm5_norm065_pop020": ["--model.causal.backbone.norm_power=0.65", "--eval.popularity_offset=-0.2"],
+    "dns16_warm5_norm070_pop020": ["--model.causal.backbone.norm_power=0.7", "--eval.popularity_offset=-0.2"],
+    "hid128": ["--model.causal.projection.hidden=128", "--model.causal.diffusion.hidden=128"],
+    "hid256": ["--model.causal.projection.hidden=256", "--model.causal.diffusion.hidden=256"],
+    "keep70": ["--model.causal.frontdoor.keep_ratio=0.7"],
+    "keep60": ["--model.causal.frontdoor.keep_ratio=0.6"],
+}
+
+
 def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: Path) -> None:
     lines, names = _dry_run("tiktok_dns_probe.sh", tmp_path)
     assert names == [f"tiktok_causal{v}_s{s}" for s in (16, 17) for v in ("", "_dns4", "_dns16")]
@@ -547,52 +582,10 @@ def test_dns_probe_script_sets_the_candidate_pool_on_two_fresh_seeds(tmp_path: P
     assert all("--train.negative_candidates=16 --train.negative_candidate_epochs=5" in ln for ln in lines)
     assert ["--model.causal.frontdoor.cross_sample=false" in ln for ln in lines] == [True, False]
     assert ["--model.causal.frontdoor.enabled=false" in ln for ln in lines] == [False, True]
-    line = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_fdcent", SEEDS="16")[0][1]
-    assert line.endswith("--train.negative_candidate_epochs=5 --model.causal.frontdoor.dictionary=centroids")
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_then2 dns16_warm5_then4", SEEDS="16")[0][1:]
-    assert all("--train.negative_candidates=16 --train.negative_candidate_epochs=5" in ln for ln in lines)
-    assert [ln.split()[-1] for ln in lines] == ["--train.negative_candidates_after=2", "--train.negative_candidates_after=4"]
-    line = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_then2_pop020", SEEDS="16")[0][1]
-    assert line.endswith("--train.negative_candidates_after=2 --eval.popularity_offset=-0.2")
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_dim256 dns16_warm5_lr1e3", SEEDS="16")[0][1:]
-    assert [ln.split()[-1] for ln in lines] == ["--model.embedding_dim=256", "--train.learning_rate=1e-3"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_itemc dns16_warm5_keep90", SEEDS="16")[0][1:]
-    assert [ln.split()[-1] for ln in lines] == ["--model.causal.frontdoor.prune_rank=item_centred",
-                                                "--model.causal.frontdoor.keep_ratio=0.9"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_l3 dns16_warm5_b4096", SEEDS="16")[0][1:]
-    assert lines[0].endswith("--train.negative_candidate_epochs=5 --model.num_layers=3")
-    assert lines[1].endswith("--train.batch_size=4096 --train.learning_rate=1e-3")
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_dwd1e3 dns16_warm5_dwd1e2", SEEDS="16")[0][1:]
-    assert [ln.split()[-1] for ln in lines] == ["--train.dense_weight_decay=1e-3", "--train.dense_weight_decay=1e-2"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_npop025 dns16_warm5_npop050", SEEDS="16")[0][1:]
-    assert [ln.split()[-1] for ln in lines] == ["--train.negative_popularity_power=0.25",
-                                                "--train.negative_popularity_power=0.5"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_then_npop025 dns16_warm5_then_npop050",
-                     SEEDS="16")[0][1:]
-    assert [ln.split()[-2:] for ln in lines] == [
-        ["--train.negative_popularity_power=0.25", "--train.negative_popularity_from_epoch=5"],
-        ["--train.negative_popularity_power=0.5", "--train.negative_popularity_from_epoch=5"]]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_norm055 dns16_warm5_norm060", SEEDS="16")[0][1:]
-    assert [ln.split()[-1] for ln in lines] == ["--model.causal.backbone.norm_power=0.55",
-                                                "--model.causal.backbone.norm_power=0.6"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_refit5", SEEDS="16")[0][1:]
-    assert lines[0].split()[-2:] == ["--model.causal.backdoor.refit_start=10", "--model.causal.backdoor.refit_every=5"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_then2_norm060 dns16_warm5_norm060_pop020",
-                     SEEDS="16")[0][1:]
-    assert lines[0].split()[-2:] == ["--train.negative_candidates_after=2", "--model.causal.backbone.norm_power=0.6"]
-    assert lines[1].split()[-2:] == ["--model.causal.backbone.norm_power=0.6", "--eval.popularity_offset=-0.2"]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="dns16_warm5_norm065_pop020 dns16_warm5_norm070_pop020",
-                     SEEDS="16")[0][1:]
-    assert [ln.split()[-2:] for ln in lines] == [
-        ["--model.causal.backbone.norm_power=0.65", "--eval.popularity_offset=-0.2"],
-        ["--model.causal.backbone.norm_power=0.7", "--eval.popularity_offset=-0.2"]]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="hid128 hid256", SEEDS="16")[0][1:]
-    assert [ln.split()[-2:] for ln in lines] == [
-        ["--model.causal.projection.hidden=128", "--model.causal.diffusion.hidden=128"],
-        ["--model.causal.projection.hidden=256", "--model.causal.diffusion.hidden=256"]]
-    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS="keep70 keep60", SEEDS="16")[0][1:]
-    assert [ln.split()[-1] for ln in lines] == ["--model.causal.frontdoor.keep_ratio=0.7",
-                                                "--model.causal.frontdoor.keep_ratio=0.6"]
+    lines = _dry_run("tiktok_dns_probe.sh", tmp_path, VARIANTS=" ".join(DNS_PROBE_TAILS), SEEDS="16")[0][1:]
+    assert len(lines) == len(DNS_PROBE_TAILS)
+    for line, (variant, tail) in zip(lines, DNS_PROBE_TAILS.items()):
+        assert line.split()[-len(tail):] == tail, variant
     bad = _script("tiktok_dns_probe.sh", tmp_path, DRY_RUN="1", VARIANTS="dns2")
     assert bad.returncode != 0 and "unknown variant 'dns2'" in bad.stderr
 
