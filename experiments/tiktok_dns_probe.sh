@@ -64,6 +64,11 @@
 #   runs/tiktok_causal_keep70_s<seed>, ..._keep60_s<seed>
 #                                     the configuration keeping 70% / 60% of each user's edges in
 #                                     the causal subgraph instead of 80% (twenty-first round)
+#   runs/tiktok_causal_mask60_s<seed>, ..._diffw03_s<seed>, ..._noise10_s<seed>
+#                                     the configuration with the diffusion's own channel masked in
+#                                     60% of its training draws (0.3) / its loss weight 0.3 (0.1) /
+#                                     its noise scale 1.0 (0.1) (twenty-second round, SEEDS="16 17
+#                                     18 19")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -115,6 +120,9 @@ override() {
     hid256) echo "--model.causal.projection.hidden=256 --model.causal.diffusion.hidden=256" ;;
     keep70) echo "--model.causal.frontdoor.keep_ratio=0.7" ;;
     keep60) echo "--model.causal.frontdoor.keep_ratio=0.6" ;;
+    mask60) echo "--model.causal.diffusion.self_mask_prob=0.6" ;;
+    diffw03) echo "--model.causal.diffusion.loss_weight=0.3" ;;
+    noise10) echo "--model.causal.diffusion.noise_scale=1.0" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

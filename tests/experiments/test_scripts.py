@@ -558,6 +558,9 @@ DNS_PROBE_TAILS = {
     "hid256": ["--model.causal.projection.hidden=256", "--model.causal.diffusion.hidden=256"],
     "keep70": ["--model.causal.frontdoor.keep_ratio=0.7"],
     "keep60": ["--model.causal.frontdoor.keep_ratio=0.6"],
+    "mask60": ["--model.causal.diffusion.self_mask_prob=0.6"],
+    "diffw03": ["--model.causal.diffusion.loss_weight=0.3"],
+    "noise10": ["--model.causal.diffusion.noise_scale=1.0"],
 }
 
 
