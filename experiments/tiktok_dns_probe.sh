@@ -69,6 +69,10 @@
 #                                     60% of its training draws (0.3) / its loss weight 0.3 (0.1) /
 #                                     its noise scale 1.0 (0.1) (twenty-second round, SEEDS="16 17
 #                                     18 19")
+#   runs/tiktok_causal_mask60_noise10_s<seed>, ..._noise30_s<seed>
+#                                     the configuration with both of the twenty-second round's
+#                                     leads (mask 0.6 and noise scale 1.0) / noise scale 3.0
+#                                     (twenty-third round, SEEDS="16 17 18 19")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -123,6 +127,8 @@ override() {
     mask60) echo "--model.causal.diffusion.self_mask_prob=0.6" ;;
     diffw03) echo "--model.causal.diffusion.loss_weight=0.3" ;;
     noise10) echo "--model.causal.diffusion.noise_scale=1.0" ;;
+    mask60_noise10) echo "--model.causal.diffusion.self_mask_prob=0.6 --model.causal.diffusion.noise_scale=1.0" ;;
+    noise30) echo "--model.causal.diffusion.noise_scale=3.0" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -561,6 +561,8 @@ DNS_PROBE_TAILS = {
     "mask60": ["--model.causal.diffusion.self_mask_prob=0.6"],
     "diffw03": ["--model.causal.diffusion.loss_weight=0.3"],
     "noise10": ["--model.causal.diffusion.noise_scale=1.0"],
+    "mask60_noise10": ["--model.causal.diffusion.self_mask_prob=0.6", "--model.causal.diffusion.noise_scale=1.0"],
+    "noise30": ["--model.causal.diffusion.noise_scale=3.0"],
 }
 
 
