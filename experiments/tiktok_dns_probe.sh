@@ -73,6 +73,8 @@
 #                                     the configuration with both of the twenty-second round's
 #                                     leads (mask 0.6 and noise scale 1.0) / noise scale 3.0
 #                                     (twenty-third round, SEEDS="16 17 18 19")
+#   runs/tiktok_causal_noise100_s<seed>
+#                                     noise scale 10 (twenty-fourth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -129,6 +131,7 @@ override() {
     noise10) echo "--model.causal.diffusion.noise_scale=1.0" ;;
     mask60_noise10) echo "--model.causal.diffusion.self_mask_prob=0.6 --model.causal.diffusion.noise_scale=1.0" ;;
     noise30) echo "--model.causal.diffusion.noise_scale=3.0" ;;
+    noise100) echo "--model.causal.diffusion.noise_scale=10.0" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

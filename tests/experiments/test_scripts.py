@@ -563,6 +563,7 @@ DNS_PROBE_TAILS = {
     "noise10": ["--model.causal.diffusion.noise_scale=1.0"],
     "mask60_noise10": ["--model.causal.diffusion.self_mask_prob=0.6", "--model.causal.diffusion.noise_scale=1.0"],
     "noise30": ["--model.causal.diffusion.noise_scale=3.0"],
+    "noise100": ["--model.causal.diffusion.noise_scale=10.0"],
 }
 
 
