@@ -26,7 +26,7 @@ from scipy import stats
 
 from trainer.report import add_section_args, check_section_args, load_run, print_and_write, run_name, seed_group
 
-Z_ALPHA, Z_POWER = 1.6449, 0.8416   # one-sided 5% level, 80% power
+Z_ALPHA, Z_POWER = float(stats.norm.ppf(0.95)), float(stats.norm.ppf(0.80))   # one-sided 5% level, 80% power
 
 
 @dataclass
@@ -49,7 +49,10 @@ def by_seed(run_dirs: list[str], key: str, metric: str) -> dict[int, float]:
     out: dict[int, float] = {}
     for d in run_dirs:
         m = load_run(d)
-        seed = int(m["config"]["run"]["seed"])
+        seed = ((m.get("config") or {}).get("run") or {}).get("seed")
+        if seed is None:
+            raise ValueError(f"{d}/metrics.json: no config.run.seed (not a trainer run's metrics?)")
+        seed = int(seed)
         if seed in out:
             raise ValueError(f"{d}: seed {seed} appears twice on one side")
         value = (m.get(key) or {}).get(metric)
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--margin must be > 0, got {args.margin}")
     try:
         pairs = pair(args.a, args.b, args.split, args.metric)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print_and_write(args, render(pairs, args.split, args.metric, args.margin))

@@ -63,3 +63,8 @@ def test_bad_input_names_the_problem(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "at least 2 seeds" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--a", *a, "--b", *a, "--margin", "0"])
+    bare = tmp_path / "bare_s0"
+    bare.mkdir()
+    (bare / "metrics.json").write_text(json.dumps({"best_valid": {"recall@20": 0.1}}))
+    assert main(["--a", str(bare), a[1], "--b", *a]) == 2
+    assert "bare_s0/metrics.json: no config.run.seed" in capsys.readouterr().err
