@@ -75,6 +75,10 @@
 #                                     (twenty-third round, SEEDS="16 17 18 19")
 #   runs/tiktok_causal_noise100_s<seed>
 #                                     noise scale 10 (twenty-fourth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_lr2e3_s<seed>, ..._then2_s<seed>
+#                                     the configuration with learning rate 2e-3 (1.5e-3) / with the
+#                                     hardest of 2 uniform draws after the warm start instead of one
+#                                     draw (twenty-sixth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -132,6 +136,8 @@ override() {
     mask60_noise10) echo "--model.causal.diffusion.self_mask_prob=0.6 --model.causal.diffusion.noise_scale=1.0" ;;
     noise30) echo "--model.causal.diffusion.noise_scale=3.0" ;;
     noise100) echo "--model.causal.diffusion.noise_scale=10.0" ;;
+    lr2e3) echo "--train.learning_rate=2e-3" ;;
+    then2) echo "--train.negative_candidates_after=2" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -564,6 +564,8 @@ DNS_PROBE_TAILS = {
     "mask60_noise10": ["--model.causal.diffusion.self_mask_prob=0.6", "--model.causal.diffusion.noise_scale=1.0"],
     "noise30": ["--model.causal.diffusion.noise_scale=3.0"],
     "noise100": ["--model.causal.diffusion.noise_scale=10.0"],
+    "lr2e3": ["--train.learning_rate=2e-3"],
+    "then2": ["--train.negative_candidates_after=2"],
 }
 
 
