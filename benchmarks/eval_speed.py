@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             "|---|---|---|---|",
             *knn_rows,
             "",
-            f"Time is O(I^2 d) whatever the chunks (they bound memory to row_chunk x col_chunk floats, not work):",
+            "Time is O(I^2 d) whatever the chunks (they bound memory to row_chunk x col_chunk floats, not work):",
             f"scaling the largest row by (1M / {last['items']:,})^2 gives about {last['wall'] * scale_1m / 3600:.1f} h wall "
             f"({last['cpu'] * scale_1m / 3600:.1f} h CPU) per modality at 1M items on this machine, once per run.",
         ])

@@ -198,7 +198,7 @@ def render_user(rep: dict[str, Any]) -> str:
                   + (" + g_v v_u/||v_u||" if views else ""))
     user_gate = f", g_uc = {g['user_content']:.4f}" if "user_content" in g else ""
     pop = bool(rep["top"]) and "popularity" in rep["top"][0]  # eval.popularity_offset != 0
-    lines += [f"score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>"
+    lines += ["score = ID <h_u, ẽ_i> + back-door <h_u, g_bd x_i^bd> + front-door <h_u, g_fd h_i^fd>"
               + (f" + views <h_u, g_v v_i/||v_i||> (g_v = {g['views']:.4f})" if views else "")
               + (" + popularity beta log(1 + n_i) (eval.popularity_offset)" if pop else "")
               + f", h_u = {user_terms} (docs/MODEL.md §5, §4c); gates g_bd = {g['backdoor']:.4f}, "

@@ -23,7 +23,6 @@ from data_loaders.stream import open_dataset
 from test_explain import _world_of_one  # tests/trainer is on sys.path (pytest's rootdir-less import)
 from trainer import compare
 from trainer.compare import CompareError, load_per_user, main, paired_bootstrap, paired_stats, paired_t
-from trainer.config import Config
 from trainer.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from data_loaders.format import Split
 from data_loaders.graph import interaction_csr

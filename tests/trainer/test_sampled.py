@@ -9,7 +9,6 @@ model pads its lookups to the largest size over ranks (models/lightgcn.py).
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import timedelta
 from pathlib import Path
