@@ -643,3 +643,18 @@ def test_baseline_round18_script_offers_the_normalisation_and_the_offset(tmp_pat
         assert ("--model.lightgcn.norm_power=0.6" in args) == ("lightgcn" in name)
         assert ("--train.negative_candidates=16" in args) == ("lightgcn" in name)
         assert ("--eval.popularity_offset=0.2" in args) == ("vbpr" in name)
+
+
+def test_seed_spread_script_trains_the_configuration_and_lightgcn_on_fourteen_seeds(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_seed_spread.sh", tmp_path)
+    seeds = range(16, 30)
+    assert names == [n for s in seeds for n in (f"tiktok_causal_s{s}", f"tiktok_lightgcn_dim128_dns_norm060_s{s}")]
+    for line, name in zip(lines, names):
+        args = line.split()
+        assert f"--run.seed={name.rsplit('_s', 1)[1]}" in args
+        if "causal" in name:
+            assert args[args.index("--config") + 1] == "configs/tiktok_causal.yaml" and "--model.embedding_dim=128" not in args
+        else:
+            assert args[args.index("--config") + 1] == "configs/tiktok_lightgcn.yaml"
+            assert {"--model.embedding_dim=128", "--train.negative_candidates=16", "--train.negative_candidate_epochs=5",
+                    "--model.lightgcn.norm_power=0.6"} <= set(args)
