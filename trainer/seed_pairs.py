@@ -9,7 +9,7 @@ batches) differ by a seed-dependent amount, and a rule with a margin only reads 
 lucky set of seeds, when that amount's spread is small against the margin. For each seed present
 on both sides it reads the metric of the best-valid epoch (`best_valid` or `best_test` of each
 run's metrics.json; no model is restored) and reports A, B and A - B, then over the seeds the mean
-difference, its sample standard deviation, a paired t-test (scipy.stats.ttest_rel, one-sided, H1:
+difference, its sample standard deviation, a paired t-test (trainer.compare.paired_t, one-sided, H1:
 A > B) and the seeds per side that a true difference of `--margin` needs to reach a one-sided 5%
 level with 80% power, ((z_0.95 + z_0.80) sd / margin)^2, the usual normal approximation.
 """
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from trainer.compare import paired_t
 from trainer.report import add_section_args, check_section_args, load_run, print_and_write, run_name, seed_group
 
 Z_ALPHA, Z_POWER = float(stats.norm.ppf(0.95)), float(stats.norm.ppf(0.80))   # one-sided 5% level, 80% power
@@ -83,8 +84,9 @@ def seeds_needed(sd: float, margin: float) -> int:
 def render(p: SeedPairs, split: str, metric: str, margin: float) -> str:
     d = p.diffs
     sd = float(d.std(ddof=1))
-    # The same difference on every seed leaves the t statistic undefined (sd 0): no p then.
-    p_text = (f"{stats.ttest_rel(p.a, p.b, alternative='greater').pvalue:.3g}" if np.ptp(d) > 1e-12
+    # The same difference on every seed leaves the t statistic undefined (sd 0): paired_t then
+    # returns a convention, not a test, so no p is printed.
+    p_text = (f"{paired_t(np.asarray(p.a), np.asarray(p.b))[2]:.3g}" if not np.all(d == d[0])
               else "n/a (the same difference on every seed)")
     lines = [f"**{split} {metric}** at each run's best-valid epoch, A = {p.name_a}, B = {p.name_b}, matched by seed "
              f"(`python -m trainer.seed_pairs`).", "",
