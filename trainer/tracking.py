@@ -41,6 +41,11 @@ class Tracker:
                     self._run.summary[f"{section}/{key}"] = value
             self._log_plots(summary)
             self._run.finish()
+            # finish() can return before wandb's service process has flushed the run file (seen on a loaded CI
+            # machine: the .wandb file held its header only); teardown waits for that process to exit, so the
+            # offline run is complete on disk when training returns. The next wandb.init starts a new service.
+            import wandb
+            wandb.teardown()
 
     def _log_plots(self, summary: dict[str, Any]) -> None:
         """The run's figures as wandb images (in memory: the run directory may be an object store)."""
