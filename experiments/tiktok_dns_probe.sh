@@ -138,6 +138,8 @@ override() {
     noise100) echo "--model.causal.diffusion.noise_scale=10.0" ;;
     lr2e3) echo "--train.learning_rate=2e-3" ;;
     then2) echo "--train.negative_candidates_after=2" ;;
+    wa90) echo "--train.weight_average_decay=0.9" ;;
+    wa97) echo "--train.weight_average_decay=0.97" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

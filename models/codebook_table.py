@@ -58,6 +58,12 @@ def feature_name(level: str) -> str:
     return f"code_{level}"
 
 
+def is_code_table_parameter(name: str) -> bool:
+    """Whether a model parameter name is a codebook table's: its rows are written by the codes' EMA,
+    never by an optimizer, so they are running statistics (trainer/weight_average.py leaves them)."""
+    return any(f"embedding_bags.{table_name(level)}." in name for level in LEVEL_NAMES)
+
+
 def _drop_cache_after_load(module: "CodebookTable", incompatible_keys) -> None:
     # A module-level function (not a lambda): the model stays picklable and deep-copyable.
     module.invalidate()

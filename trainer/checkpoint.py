@@ -100,8 +100,11 @@ def _copy_into(live: Any, saved: Any, key: str) -> Any:
 
 
 def save(directory: str | os.PathLike, *, rank: int, model: torch.nn.Module, optimizers: dict[str, Any],
-         sampler_state: dict, state: TrainState) -> None:
-    """Write this rank's part of a checkpoint into `directory` (temporary name, then rename)."""
+         sampler_state: dict, state: TrainState, weight_average: dict | None = None) -> None:
+    """Write this rank's part of a checkpoint into `directory` (temporary name, then rename).
+
+    `weight_average`: the state of trainer/weight_average.py when `train.weight_average_decay` is
+    on (this rank's averaged shards): resumed with the run, and what trainer/restore.py loads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -111,6 +114,7 @@ def save(directory: str | os.PathLike, *, rank: int, model: torch.nn.Module, opt
         "rng": {"torch": torch.get_rng_state()},
         "world_size": state.world_size,
         "plan": state.plan,
+        "weight_average": weight_average,
     }
     tmp = directory / f".rank{rank}.pt.tmp"
     torch.save(payload, tmp)
@@ -122,8 +126,11 @@ def save(directory: str | os.PathLike, *, rank: int, model: torch.nn.Module, opt
 
 
 def load(directory: str | os.PathLike, *, rank: int, model: torch.nn.Module, optimizers: dict[str, Any],
-         world_size: int, plan: str) -> tuple[TrainState, dict]:
-    """Restore this rank's part in place; returns the run state and the sampler state."""
+         world_size: int, plan: str, weight_average: Any = None) -> tuple[TrainState, dict]:
+    """Restore this rank's part in place; returns the run state and the sampler state.
+
+    `weight_average` (a trainer.weight_average.WeightAverage or None) gets the saved average; a
+    checkpoint written without one starts it from the restored weights, with a warning."""
     directory = Path(directory)
     path = directory / f"rank{rank}.pt"
     if not path.exists() or not (directory / STATE_FILE).exists():
@@ -150,6 +157,14 @@ def load(directory: str | os.PathLike, *, rank: int, model: torch.nn.Module, opt
         else:
             # Plain torch optimizers create their state lazily: hand the saved one back.
             opt.load_state_dict(payload["optimizers"][name])
+    if weight_average is not None:
+        saved = payload.get("weight_average")
+        if saved is None:
+            _warn(f"checkpoint {directory} holds no weight average (written with train.weight_average_decay "
+                  "= 0): the average starts from its weights")
+            weight_average.reset()
+        else:
+            weight_average.load_state_dict(saved, source=f"checkpoint {directory}")
     torch.set_rng_state(payload["rng"]["torch"])
     state = TrainState(**json.loads((directory / STATE_FILE).read_text()))
     return state, payload["sampler"]

@@ -125,6 +125,7 @@ class TrainSection:
     lr_decay_patience: int = doc("Evaluations without improvement that make a plateau with `lr_schedule: plateau`; smaller than `patience`, or early stopping ends the run first once `min_epochs` is past.", 5)
     lr_decay_start_epoch: int = doc("With `lr_schedule: plateau`, no cut before this many epochs have run (evaluations before it still count towards a plateau). For models whose valid metric sits at the popularity level for a while before it climbs (see `min_epochs`), where a cut would slow the climb itself.", 0)
     min_learning_rate: float = doc("Floor of the decayed learning rate with `lr_schedule: plateau`.", 0.0)
+    weight_average_decay: float = doc("Evaluate (select the epoch, report test, checkpoint for `trainer.explain`/`trainer.compare`) with an exponential moving average of the trained weights, ID table shards and dense parameters, updated after every step with this decay; 0: off, the live weights. Training itself is unchanged. With it on, each evaluation also logs the live weights' valid metrics as `valid_live/...`. Why: averaging over the last ~1/(1 - decay) steps smooths the step-to-step noise of the selected epoch (trainer/weight_average.py; buffers such as the codebook are not averaged).", 0.0)
     gradient_clipping: float = doc("Clip the global L2 norm of the dense (non-table) parameters' gradient to this value before each step, with either `dense_engine` (0: off). The ID tables are never clipped.", 0.0)
 
 
@@ -306,6 +307,7 @@ def validate(cfg: Config) -> None:
         (cfg.model.causal.backdoor.refit_iters >= 1, "model.causal.backdoor.refit_iters", cfg.model.causal.backdoor.refit_iters, "must be >= 1"),
         (cfg.model.causal.backdoor.restart_epochs >= 0, "model.causal.backdoor.restart_epochs", cfg.model.causal.backdoor.restart_epochs, "must be >= 0 (0 = restarts in every epoch)"),
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
+        (0 <= cfg.train.weight_average_decay < 1, "train.weight_average_decay", cfg.train.weight_average_decay, "must be in [0, 1) (0 = off)"),
         (cfg.train.weight_decay >= 0 and math.isfinite(cfg.train.weight_decay), "train.weight_decay", cfg.train.weight_decay, "must be a finite number >= 0"),
         (cfg.train.dense_weight_decay >= 0 and math.isfinite(cfg.train.dense_weight_decay), "train.dense_weight_decay", cfg.train.dense_weight_decay, "must be a finite number >= 0"),
         (cfg.scaling.num_workers >= 1, "scaling.num_workers", cfg.scaling.num_workers, "must be >= 1"),

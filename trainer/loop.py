@@ -17,6 +17,7 @@ import os
 import resource
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -41,6 +42,7 @@ from trainer.faults import FaultInjector
 from trainer.progress import progress_bar
 from trainer.sharding import shard_model
 from trainer.tracking import Tracker
+from trainer.weight_average import WeightAverage
 
 
 def _configure_threads(cfg: Config, world_size: int) -> None:
@@ -179,6 +181,10 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                          popularity_power=cfg.train.negative_popularity_power,
                          popularity_from_epoch=cfg.train.negative_popularity_from_epoch)
     evaluator = Evaluator(cfg, splits, rank, world_size)
+    # train.weight_average_decay > 0: evaluation ranks with an average of the weights (taken after the
+    # stepper is built: DeepSpeed may re-point the dense parameters into its flat buffers).
+    average = WeightAverage(dmp, cfg.train.weight_average_decay) if cfg.train.weight_average_decay > 0 else None
+    evaluated = average.applied if average is not None else nullcontext
     state = TrainState(world_size=world_size, plan=sharded.plan_summary)
 
     # The newest *complete* checkpoint of the run (Ray's latest unless it is corrupt or was never
@@ -186,7 +192,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
     with checkpoint.latest_complete(ray.train.get_checkpoint(), rank=rank) as resumed:
         if resumed is not None:
             state, sampler_state = checkpoint.load(resumed.directory, rank=rank, model=dmp, optimizers=optimizers,
-                                                   world_size=world_size, plan=sharded.plan_summary)
+                                                   world_size=world_size, plan=sharded.plan_summary,
+                                                   weight_average=average)
             sampler.load_state_dict(sampler_state)
             state.resumes.append(resumed.record(state.epoch))
     # A resumed run goes on at the rate its checkpoint was written with (the plateau schedule).
@@ -232,6 +239,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             stepper.zero_grad()
             stepper.backward(out["loss"])
             stepper.step()
+            if average is not None:
+                average.update()
             losses.append(float(out["loss"].detach()))
             for key, value in out.items():
                 if key != "loss" and torch.is_tensor(value) and value.dim() == 0:
@@ -255,9 +264,12 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
             continue
         dmp.eval()
         started = time.perf_counter()
-        valid = evaluator(inner, Split.VALID)
+        if average is not None:  # what the average buys, read off the same run
+            metrics.update({f"valid_live/{k}": v for k, v in evaluator(inner, Split.VALID).items()})
+        with evaluated():
+            valid = evaluator(inner, Split.VALID)
+            unbiased_valid = evaluator(inner, Split.UNBIASED_VALID) if Split.UNBIASED_VALID in wanted else {}
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
-        unbiased_valid = evaluator(inner, Split.UNBIASED_VALID) if Split.UNBIASED_VALID in wanted else {}
         metrics.update({f"unbiased_valid/{k}": v for k, v in unbiased_valid.items()})
         metrics["eval_seconds"] = time.perf_counter() - started
         score = (unbiased_valid if select == Split.UNBIASED_VALID else valid)[cfg.eval.select_metric]
@@ -270,10 +282,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad_evals = score, epoch + 1, 0
             state.best_valid, state.best_unbiased_valid = valid, unbiased_valid
-            state.best_test = evaluator(inner, Split.TEST)
-            state.best_test_valid_masked = evaluator(inner, Split.TEST, mask_valid=True)
-            if Split.UNBIASED_TEST in wanted:
-                state.best_unbiased_test = evaluator(inner, Split.UNBIASED_TEST)
+            with evaluated():
+                state.best_test = evaluator(inner, Split.TEST)
+                state.best_test_valid_masked = evaluator(inner, Split.TEST, mask_valid=True)
+                if Split.UNBIASED_TEST in wanted:
+                    state.best_unbiased_test = evaluator(inner, Split.UNBIASED_TEST)
         else:
             state.bad_evals += 1
             rate = next_learning_rate(cfg.train, state.learning_rate, state.bad_evals, epoch + 1)
@@ -294,7 +307,8 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                   f"{metrics['epoch_seconds']:.1f}s train / {metrics['eval_seconds']:.1f}s eval", flush=True)
         with tempfile.TemporaryDirectory(prefix="cimrec-ckpt-") as directory:
             checkpoint.save(directory, rank=rank, model=dmp, optimizers=optimizers,
-                            sampler_state=sampler.state_dict(), state=state)
+                            sampler_state=sampler.state_dict(), state=state,
+                            weight_average=average.state_dict() if average is not None else None)
             # Upload (Ray), then commit: rank 0 writes the manifest once every rank's files are stored.
             checkpoint.report(metrics, directory, rank=rank, epoch=epoch + 1)
         if stop_early():

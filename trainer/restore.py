@@ -29,6 +29,10 @@ table sharded with the ID tables, reassembled like them. `start_epoch` is delibe
 epoch's steps and evaluation, so its buffers are exactly what that evaluation used, while a
 `start_epoch` call would refresh the prior (and maybe the subgraph) as the *next* epoch does.
 Data (item features, adjacency, training edges) is rebuilt from the dataset.
+
+A run with `train.weight_average_decay` evaluated with averaged weights; its checkpoints hold the
+average next to the live weights, and the average is what is loaded (the figures the run
+reported come back), unless `load_checkpoint_state(..., live_weights=True)`.
 """
 
 from __future__ import annotations
@@ -177,7 +181,27 @@ def assemble(per_rank: list[dict[str, Any]], expected: dict[str, torch.Tensor], 
     return out
 
 
-def load_checkpoint_state(checkpoint: str, expected: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], TrainState]:
+def with_weight_average(model_state: dict[str, Any], shadow: dict[str, torch.Tensor], where: str) -> dict[str, Any]:
+    """A rank's saved state dict with its averaged weights in place of the live ones
+    (`train.weight_average_decay`: the run selected and reported with those)."""
+    out = dict(model_state)
+    for name, tensor in shadow.items():
+        if name not in out:
+            raise RestoreError(f"{where}: the weight average holds '{name}', the saved model does not")
+        if isinstance(out[name], list):  # a sharded table: this rank's shards (one per rank in our plans)
+            if len(out[name]) != 1:
+                raise RestoreError(f"{where}: '{name}' has {len(out[name])} local shards; the weight average "
+                                   "holds one")
+            out[name] = [tensor]
+        else:
+            out[name] = tensor
+    return out
+
+
+def load_checkpoint_state(checkpoint: str, expected: dict[str, torch.Tensor],
+                          live_weights: bool = False) -> tuple[dict[str, torch.Tensor], TrainState]:
+    """The full (reassembled) state dict of `checkpoint` and its run state: the weights its
+    evaluation used, i.e. the weight average when the run kept one, unless `live_weights`."""
     fs, root = fsspec.core.url_to_fs(checkpoint)
     with fs.open(posixpath.join(root, STATE_FILE), "r") as f:
         state = TrainState(**json.load(f))
@@ -189,7 +213,11 @@ def load_checkpoint_state(checkpoint: str, expected: dict[str, torch.Tensor]) ->
                                "is missing")
         with fs.open(path, "rb") as f:
             payload = torch.load(f, map_location="cpu", weights_only=False)
-        per_rank.append(payload["model"])  # optimizer and sampler state dropped at once
+        average = payload.get("weight_average")  # absent from checkpoints older than the option
+        model_state = payload["model"]  # optimizer and sampler state dropped at once
+        if average is not None and not live_weights:
+            model_state = with_weight_average(model_state, average["shadow"], f"{checkpoint}/rank{r}.pt")
+        per_rank.append(model_state)
     return assemble(per_rank, expected, state.plan, checkpoint), state
 
 

@@ -566,6 +566,8 @@ DNS_PROBE_TAILS = {
     "noise100": ["--model.causal.diffusion.noise_scale=10.0"],
     "lr2e3": ["--train.learning_rate=2e-3"],
     "then2": ["--train.negative_candidates_after=2"],
+    "wa90": ["--train.weight_average_decay=0.9"],
+    "wa97": ["--train.weight_average_decay=0.97"],
 }
 
 
