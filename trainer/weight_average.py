@@ -43,7 +43,8 @@ class WeightAverage:
         # allocated when the model is sharded / the engine is built and never reallocated after.
         # `skip`: parameters that are running statistics, not optimizer-stepped weights (the
         # codebook when `backdoor.store: table`).
-        self._live = {name: p for name, p in model.named_parameters() if not skip(name)}
+        # Empty ones are tables held by other ranks (TorchRec names them on every rank).
+        self._live = {name: p for name, p in model.named_parameters() if not skip(name) and p.numel() > 0}
         self.shadow = {name: p.detach().clone() for name, p in self._live.items()}
 
     @torch.no_grad()

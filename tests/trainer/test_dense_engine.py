@@ -293,7 +293,7 @@ def test_dense_weight_decay_reaches_the_deepspeed_client(tmp_path, monkeypatch):
 @pytest.mark.ray
 @pytest.mark.timeout(400)
 def test_fit_with_deepspeed_dense_engine_finishes_and_resumes(ray_session, tiny_synthetic, tmp_path: Path) -> None:
-    """Ray Train, 2 workers, the causal model's dense modules under ZeRO-2; restart resumes."""
+    """Ray Train, 2 workers, the causal model's dense modules under ZeRO-2 and a weight average; restart resumes."""
     from trainer.config import load_config
     from trainer.main import fit
 
@@ -305,7 +305,9 @@ def test_fit_with_deepspeed_dense_engine_finishes_and_resumes(ray_session, tiny_
             "--train.zero_stage=2", "--train.gradient_clipping=1.0", "--logging.progress=false",
             "--model.causal.backdoor.coarse_codes=4", "--model.causal.backdoor.fine_codes=8",
             "--model.causal.frontdoor.warmup_epochs=1", "--model.causal.frontdoor.refresh_every=1",
-            "--scaling.num_workers=2", "--scaling.cpus_per_worker=0.5"])
+            "--scaling.num_workers=2", "--scaling.cpus_per_worker=0.5",
+            # the weight average over ZeRO-stepped dense parameters and table-wise shards on 2 ranks
+            "--train.weight_average_decay=0.5"])
 
     first = fit(cfg(1))
     assert first["epoch"] == 1 and "table_wise" in first["plan"]
@@ -313,6 +315,18 @@ def test_fit_with_deepspeed_dense_engine_finishes_and_resumes(ray_session, tiny_
     assert [h["epoch"] for h in second["history"]] == [1, 2]
     assert second["history"][0] == first["history"][0]  # epoch 1 came from the checkpoint, not re-run
     assert all(h["loss"] == h["loss"] for h in second["history"]) and second["best_valid"]["recall@20"] >= 0
+    assert all("valid_live/recall@20" in h for h in second["history"])
+    # The averaged weights the run ranked with come back from the two ranks' checkpoint files.
+    from data_loaders.format import Split
+    from trainer.evaluate import evaluate
+    from trainer.restore import restore_run
+    from trainer.results import write_results
+
+    write_results(second, cfg(2))
+    run = restore_run(str(tmp_path / "ds"))
+    user, item = run.model.final_embeddings()
+    test = evaluate(user, item, run.splits[Split.TEST], [run.splits[Split.TRAIN]], ks=(20,)).metrics
+    assert test["recall@20"] == pytest.approx(second["best_test"]["recall@20"], abs=1e-9)
 
 
 def test_config_offers_zero_stages_0_to_2():
