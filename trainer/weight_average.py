@@ -3,7 +3,7 @@
 Why: the causal model's valid curve jumps from one evaluation to the next and its best epoch (and
 so its test figure) varies far more from seed to seed than LightGCN's (docs/RESULTS.md, "TikTok:
 what makes the valid curve jump", "TikTok: the configuration and LightGCN on fourteen more
-seeds"). An average of the weights over the last few hundred steps (Polyak averaging) smooths
+seeds"). An average of the weights over the last ~1/(1 - decay) steps (Polyak averaging) smooths
 that step-to-step noise without changing what training does: the optimizers keep stepping the
 live weights; only evaluation and the epoch it selects see the average.
 
@@ -42,8 +42,8 @@ class WeightAverage:
         # Views of the live weights, taken once: FBGEMM's table weights and the dense parameters are
         # allocated when the model is sharded / the engine is built and never reallocated after.
         # `skip`: parameters that are running statistics, not optimizer-stepped weights (the
-        # codebook when `backdoor.store: table`).
-        # Empty ones are tables held by other ranks (TorchRec names them on every rank).
+        # codebook when `backdoor.store: table`); empty ones are tables held by other ranks
+        # (TorchRec names them on every rank).
         self._live = {name: p for name, p in model.named_parameters() if not skip(name) and p.numel() > 0}
         self.shadow = {name: p.detach().clone() for name, p in self._live.items()}
 
