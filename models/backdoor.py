@@ -30,7 +30,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import nn
 
-from models.vq import BufferCodebookStore, CodebookStore, VectorQuantizer
+from models.vq import BufferCodebookStore, CodebookStore, VectorQuantizer, all_reduce_sum
 
 
 def _doc(text: str, default: Any) -> Any:
@@ -72,6 +72,12 @@ class BackdoorConfig:
     allreduce_stats: bool = _doc("Sum the EMA statistics over data-parallel ranks before applying them: on when "
                                  "each rank quantises different items, off when every rank quantises all items.", False)
     chunk_size: int = _doc("Items per chunk in refresh_prior / assign (memory ~ chunk x K floats).", 65536)
+    center: bool = _doc("Quantise ẑ - m instead of ẑ, m a running mean of ẑ (the first training step's mean, then an "
+                         "EMA at `ema_decay`; no gradient); the codes the adjustment and the front-door read are "
+                         "m + C1_k. Why: on TikTok ẑ is a large shared vector plus small per-item deviations "
+                         "(cosine 0.99 to the mean), so the nearest code to the drifting mean takes every item "
+                         "and the coarse level adds a constant (docs/RESULTS.md \"TikTok: a centred codebook\").",
+                         False)
     store: Literal["buffer", "table"] = _doc(
         "Where the code vectors live: `table` = one TorchRec EmbeddingBagCollection (tables codes_coarse, "
         "codes_fine) that train.sharding shards and checkpoints with the ID tables, read by a no-grad lookup "
@@ -149,6 +155,34 @@ class Backdoor(nn.Module):
             make = self.codebook.make_store
         self.levels = nn.ModuleList([VectorQuantizer(k, dim, cfg, make(k, dim)) for k in sizes])
         self.attention = nn.ModuleList([PriorAttention(dim, cfg.temperature) for _ in sizes])
+        if cfg.center:  # registered only when on, so checkpoints of runs without it load unchanged
+            self.register_buffer("mean", torch.zeros(dim))
+            self.register_buffer("mean_ready", torch.tensor(False))
+
+    @torch.no_grad()
+    def _track_mean(self, z_e: torch.Tensor, update: bool, reduce: bool = False) -> None:
+        """Set m from z_e's mean if it has none yet; with `update`, one EMA step of m towards it.
+
+        `reduce`: z_e is this rank's share of the rows (sums and counts summed over ranks)."""
+        stats = torch.cat([z_e.detach().sum(0), z_e.new_tensor([float(z_e.shape[0])])])
+        if reduce:
+            stats = (self.levels[0].reduce_fn or all_reduce_sum)(stats)
+        batch_mean = stats[:-1] / stats[-1].clamp_min(1.0)
+        if not bool(self.mean_ready):
+            self.mean.copy_(batch_mean)
+            self.mean_ready.fill_(True)
+        elif update:
+            self.mean.lerp_(batch_mean, 1 - self.cfg.ema_decay)
+
+    def centred(self, z_e: torch.Tensor) -> torch.Tensor:
+        """What the first level quantises: ẑ - m with `center`, else ẑ."""
+        return z_e - self.mean if self.cfg.center else z_e
+
+    def code_values(self, level: int = 0) -> torch.Tensor:
+        """A level's codes in ẑ's space (a private copy): m + C1 for the coarse level with `center`;
+        the fine level's codes are offsets of the residual either way."""
+        codes = self.levels[level].codes()
+        return codes + self.mean if self.cfg.center and level == 0 else codes
 
     def start_epoch(self, epoch: int) -> None:
         """Called before epoch `epoch` (0-based): dead-code restarts stop after `restart_epochs` epochs."""
@@ -162,7 +196,9 @@ class Backdoor(nn.Module):
         resumed from a checkpoint re-fits exactly as the uninterrupted run did."""
         self._reread_codes()
         generator = torch.Generator(device=z_e_all.device).manual_seed(epoch)
-        residual = z_e_all
+        if self.cfg.center:
+            self._track_mean(z_e_all, update=False)
+        residual = self.centred(z_e_all)
         for vq in self.levels:
             idx = vq.refit_(residual, self.cfg.refit_iters, generator)
             residual = residual - vq.store.weight()[idx]
@@ -179,12 +215,16 @@ class Backdoor(nn.Module):
         if not self.cfg.enabled:
             return BackdoorOutput(x, None, (), zero, {"commit": zero})
         self._reread_codes()
-        residual, total_q, term = z_e, torch.zeros_like(z_e), torch.zeros_like(x)
+        if self.cfg.center:
+            self._track_mean(z_e, update=self.training, reduce=self.levels[0].reduce_fn is not None)
+        residual, total_q, term = self.centred(z_e), torch.zeros_like(z_e), torch.zeros_like(x)
+        if self.cfg.center:
+            total_q = total_q + self.mean
         idxs, commits = [], []
-        for vq, attn in zip(self.levels, self.attention):
+        for level, (vq, attn) in enumerate(zip(self.levels, self.attention)):
             q, idx, commit = vq(residual)
             # Read after the EMA step (a private copy), so every level attends to current codes.
-            term = term + attn(x, vq.codes(), vq.prior())
+            term = term + attn(x, self.code_values(level), vq.prior())
             residual = residual - q  # q carries no gradient: the fine level's loss reaches ẑ
             total_q = total_q + q
             idxs.append(idx)
@@ -201,7 +241,7 @@ class Backdoor(nn.Module):
     def assign(self, z_e: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Code indices of every row of z_e per level (chunked; no state change). Interpretability."""
         self._reread_codes()
-        idxs, residual = [], z_e
+        idxs, residual = [], self.centred(z_e)
         for vq in self.levels:
             codes = vq.store.weight()
             idx = vq.nearest(residual, codes)
@@ -217,7 +257,9 @@ class Backdoor(nn.Module):
         Returns the per-level indices (useful for interpretability / NMI against the simulator).
         """
         self._reread_codes()
-        residual = z_e_all
+        if self.cfg.center:
+            self._track_mean(z_e_all, update=False, reduce=reduce)
+        residual = self.centred(z_e_all)
         # Codes not initialised yet (a refresh before the first step): initialise from these items.
         for vq in self.levels if not all(bool(vq.initialized) for vq in self.levels) else ():
             vq.maybe_data_init(residual, reduce)
@@ -232,7 +274,7 @@ class Backdoor(nn.Module):
         """(coarse codes [K1, d], their prior [K1]) for the front-door cross-sample term, None when off."""
         if not self.cfg.enabled:
             return None
-        return self.levels[0].codes(), self.levels[0].prior()
+        return self.code_values(0), self.levels[0].prior()
 
     def level_names(self) -> tuple[str, ...]:
         """("coarse",) or ("coarse", "fine"): the names used in logged statistics."""

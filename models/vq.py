@@ -31,7 +31,8 @@ def _dist_world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """t summed over ranks in place (a no-op without a process group)."""
     if _dist_world() > 1:
         dist.all_reduce(t)
     return t
@@ -138,7 +139,7 @@ class VectorQuantizer(nn.Module):
         # Off after `restart_epochs` epochs (set by Backdoor.start_epoch; recomputed every epoch, so
         # nothing to checkpoint).
         self.restarts_on = cfg.restarts_in(0)
-        self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = _all_reduce_sum if cfg.allreduce_stats else None
+        self.reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = all_reduce_sum if cfg.allreduce_stats else None
 
     def codes(self) -> torch.Tensor:
         """A private copy of the codes [K, d]: later in-place EMA steps cannot touch saved tensors."""
@@ -181,7 +182,7 @@ class VectorQuantizer(nn.Module):
             return False
         rows = z.new_tensor(float(z.shape[0]))
         if reduce:
-            rows = (self.reduce_fn or _all_reduce_sum)(rows)
+            rows = (self.reduce_fn or all_reduce_sum)(rows)
         self.store.restart_(torch.arange(self.num_codes, device=z.device),
                             self._random_rows(z.detach(), self.num_codes), float(rows) / self.num_codes)
         self.initialized.fill_(True)
@@ -254,4 +255,4 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def counts_of(self, idx: torch.Tensor, reduce: bool = False) -> torch.Tensor:
         counts = torch.bincount(idx, minlength=self.num_codes).float()
-        return _all_reduce_sum(counts) if reduce else counts
+        return all_reduce_sum(counts) if reduce else counts

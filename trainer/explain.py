@@ -137,7 +137,8 @@ def explain_codes(run: RestoredRun, members: int = 5) -> tuple[dict[str, Any], d
         raise RestoreError(f"--codes needs model.name=causal with model.causal.backdoor.enabled=true "
                            f"(run {run.run_dir}: model.name={run.cfg.model.name})")
     r = model.represent()
-    residual, levels, coarse = r.confounder, [], None
+    # With backdoor.center the first level quantises ẑ - m: the geometry and the plot live in that space.
+    residual, levels, coarse = model.backdoor.centred(r.confounder), [], None
     for name, vq in zip(model.backdoor.level_names(), model.backdoor.levels):
         # The same residual assignment as Backdoor.assign, keeping each item's distance to its code.
         codes = vq.store.weight()
@@ -157,7 +158,8 @@ def explain_codes(run: RestoredRun, members: int = 5) -> tuple[dict[str, Any], d
         coarse = idx if coarse is None else coarse
         residual = residual - codes[idx]
     report = {**_header(run), "num_items": int(r.confounder.shape[0]), "levels": levels}
-    arrays = {"confounder": r.confounder, "coarse": coarse, "coarse_codes": model.backdoor.levels[0].store.weight()}
+    arrays = {"confounder": model.backdoor.centred(r.confounder), "coarse": coarse,
+              "coarse_codes": model.backdoor.levels[0].store.weight()}
     return report, arrays
 
 

@@ -144,15 +144,21 @@ def test_edges_are_the_users_training_items_with_the_models_mask(causal_run, res
     assert rep["last_refresh_epoch"] == 2
 
 
-def test_codes_table_and_pngs(causal_run, restored, tmp_path: Path, capsys) -> None:
+def _check_codes_report(restored) -> None:
+    """Every level's table agrees with the model's own assignment of every item."""
     rep, _ = explain_codes(restored, members=3)
     assigned = restored.model.backdoor.assign(restored.model.represent().confounder)
     for level, idx in zip(rep["levels"], assigned):
+        assert [c["size"] for c in level["codes"]] == torch.bincount(idx, minlength=level["num_codes"]).tolist()
         assert sum(c["size"] for c in level["codes"]) == restored.dataset.manifest.num_items
         assert sum(c["prior"] for c in level["codes"]) == pytest.approx(1.0, abs=1e-5)
         for c in level["codes"]:
             assert len(c["top_items"]) == min(3, c["size"]) and all(int(idx[i]) == c["code"] for i in c["top_items"])
             assert c["distances"] == sorted(c["distances"])
+
+
+def test_codes_table_and_pngs(causal_run, restored, tmp_path: Path, capsys) -> None:
+    _check_codes_report(restored)
     assert main(["--run", causal_run, "--codes", "--out", str(tmp_path / "figs")]) == 0
     printed = capsys.readouterr().out
     assert "## coarse (4 codes)" in printed and "## fine (8 codes)" in printed
@@ -344,3 +350,16 @@ def test_real_two_worker_run_reproduces_its_test_metrics(ray_session, tiny_synth
     rep = explain_user(run, 1, 20)  # not through main(): Ray's forwarded worker logs may still reach stdout
     assert len(rep["top"]) == 20 and rep["edges"]
     assert all(t["id"] + t["backdoor"] + t["frontdoor"] == pytest.approx(t["score"], abs=1e-5) for t in rep["top"])
+
+
+def test_a_centred_codebook_restores_and_explains_in_its_own_space(tiny_synthetic, tmp_path) -> None:
+    """backdoor.center: the running mean comes back with the checkpoint and explain --codes assigns
+    the centred confounder, as the model does."""
+    run = _world_of_one([f"--data.url={tiny_synthetic}", *CAUSAL, "--model.causal.backdoor.center=true"],
+                        tmp_path / "centred")
+    restored_run = restore_run(run)
+    exp = _expected(run)
+    user, item = restored_run.model.final_embeddings()
+    assert torch.allclose(user, exp["user"], atol=1e-5) and torch.allclose(item, exp["item"], atol=1e-5)
+    assert bool(restored_run.model.backdoor.mean_ready) and float(restored_run.model.backdoor.mean.norm()) > 0
+    _check_codes_report(restored_run)
