@@ -79,6 +79,12 @@
 #                                     the configuration with learning rate 2e-3 (1.5e-3) / with the
 #                                     hardest of 2 uniform draws after the warm start instead of one
 #                                     draw (twenty-sixth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_wa90_s<seed>, ..._wa97_s<seed>
+#                                     ranking with an average of the weights, decay 0.9 / 0.97
+#                                     (twenty-eighth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_center_s<seed>
+#                                     the codebook's first level on ẑ minus its running mean
+#                                     (twenty-ninth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -140,6 +146,7 @@ override() {
     then2) echo "--train.negative_candidates_after=2" ;;
     wa90) echo "--train.weight_average_decay=0.9" ;;
     wa97) echo "--train.weight_average_decay=0.97" ;;
+    center) echo "--model.causal.backdoor.center=true" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

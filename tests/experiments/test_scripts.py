@@ -568,6 +568,7 @@ DNS_PROBE_TAILS = {
     "then2": ["--train.negative_candidates_after=2"],
     "wa90": ["--train.weight_average_decay=0.9"],
     "wa97": ["--train.weight_average_decay=0.97"],
+    "center": ["--model.causal.backdoor.center=true"],
 }
 
 
