@@ -85,6 +85,10 @@
 #   runs/tiktok_causal_center_s<seed>
 #                                     the codebook's first level on ẑ minus its running mean
 #                                     (twenty-ninth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_fdl3_s<seed>, ..._refresh2_s<seed>, ..._unweighted_s<seed>
+#                                     the front-door's mediator over 3 layers (2), the causal
+#                                     subgraph refreshed every 2 epochs (5), its kept edges at weight 1
+#                                     (their scores) (thirtieth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -147,6 +151,9 @@ override() {
     wa90) echo "--train.weight_average_decay=0.9" ;;
     wa97) echo "--train.weight_average_decay=0.97" ;;
     center) echo "--model.causal.backdoor.center=true" ;;
+    fdl3) echo "--model.causal.frontdoor.num_layers=3" ;;
+    refresh2) echo "--model.causal.frontdoor.refresh_every=2" ;;
+    unweighted) echo "--model.causal.frontdoor.weighted=false" ;;
     *) echo "error: unknown variant '$1'" >&2; return 1 ;;
   esac
 }

@@ -74,9 +74,10 @@ class BackdoorConfig:
     chunk_size: int = _doc("Items per chunk in refresh_prior / assign (memory ~ chunk x K floats).", 65536)
     center: bool = _doc("Quantise ẑ - m instead of ẑ, m a running mean of ẑ (the first training step's mean, then an "
                          "EMA at `ema_decay`; no gradient); the codes the adjustment and the front-door read are "
-                         "m + C1_k. Why: on TikTok ẑ is a large shared vector plus small per-item deviations "
-                         "(cosine 0.99 to the mean), so the nearest code to the drifting mean takes every item "
-                         "and the coarse level adds a constant (docs/RESULTS.md \"TikTok: a centred codebook\").",
+                         "m + C1_k. Why: on TikTok ẑ is a large shared vector plus small per-item deviations, "
+                         "so the code nearest the shared vector takes every item and the coarse level adds a "
+                         "constant; there this lagging mean left that unchanged (docs/RESULTS.md \"TikTok: a "
+                         "centred codebook\").",
                          False)
     store: Literal["buffer", "table"] = _doc(
         "Where the code vectors live: `table` = one TorchRec EmbeddingBagCollection (tables codes_coarse, "
