@@ -73,12 +73,16 @@ class BackdoorConfig:
                                  "each rank quantises different items, off when every rank quantises all items.", False)
     chunk_size: int = _doc("Items per chunk in refresh_prior / assign (memory ~ chunk x K floats).", 65536)
     center: bool = _doc("Quantise ẑ - m instead of ẑ, m a running mean of ẑ (the first training step's mean, then an "
-                         "EMA at `ema_decay`; no gradient); the codes the adjustment and the front-door read are "
+                         "EMA at `center_decay`; no gradient); the codes the adjustment and the front-door read are "
                          "m + C1_k. Why: on TikTok ẑ is a large shared vector plus small per-item deviations, "
                          "so the code nearest the shared vector takes every item and the coarse level adds a "
                          "constant; there this lagging mean left that unchanged (docs/RESULTS.md \"TikTok: a "
                          "centred codebook\").",
                          False)
+    center_decay: float = _doc("EMA decay of `center`'s running mean m, per training step; 0 = the current step's "
+                               "mean of ẑ (every item's, in full-graph mode), which evaluation then uses. Why a key "
+                               "of its own: at 0.99 m lagged the moving ẑ on TikTok (docs/RESULTS.md \"TikTok: a "
+                               "centred codebook\").", 0.99)
     store: Literal["buffer", "table"] = _doc(
         "Where the code vectors live: `table` = one TorchRec EmbeddingBagCollection (tables codes_coarse, "
         "codes_fine) that train.sharding shards and checkpoints with the ID tables, read by a no-grad lookup "
@@ -173,7 +177,7 @@ class Backdoor(nn.Module):
             self.mean.copy_(batch_mean)
             self.mean_ready.fill_(True)
         elif update:
-            self.mean.lerp_(batch_mean, 1 - self.cfg.ema_decay)
+            self.mean.lerp_(batch_mean, 1 - self.cfg.center_decay)
 
     def centred(self, z_e: torch.Tensor) -> torch.Tensor:
         """What the first level quantises: ẑ - m with `center`, else ẑ."""

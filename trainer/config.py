@@ -305,6 +305,7 @@ def validate(cfg: Config) -> None:
         (cfg.model.causal.backdoor.refit_every >= 0, "model.causal.backdoor.refit_every", cfg.model.causal.backdoor.refit_every, "must be >= 0 (0 = no k-means re-fit)"),
         (cfg.model.causal.backdoor.refit_start >= 0, "model.causal.backdoor.refit_start", cfg.model.causal.backdoor.refit_start, "must be >= 0"),
         (cfg.model.causal.backdoor.refit_iters >= 1, "model.causal.backdoor.refit_iters", cfg.model.causal.backdoor.refit_iters, "must be >= 1"),
+        (0 <= cfg.model.causal.backdoor.center_decay < 1, "model.causal.backdoor.center_decay", cfg.model.causal.backdoor.center_decay, "must be in [0, 1) (0 = the current step's mean)"),
         (cfg.model.causal.backdoor.restart_epochs >= 0, "model.causal.backdoor.restart_epochs", cfg.model.causal.backdoor.restart_epochs, "must be >= 0 (0 = restarts in every epoch)"),
         (cfg.train.gradient_clipping >= 0, "train.gradient_clipping", cfg.train.gradient_clipping, "must be >= 0"),
         (0 <= cfg.train.weight_average_decay < 1, "train.weight_average_decay", cfg.train.weight_average_decay, "must be in [0, 1) (0 = off)"),

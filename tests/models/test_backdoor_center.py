@@ -14,7 +14,7 @@ D = 4
 
 def _centred(**kw) -> Backdoor:
     torch.manual_seed(0)
-    base = dict(coarse_codes=3, fine_codes=4, center=True, dead_code_threshold=0.0, ema_decay=0.9)
+    base = dict(coarse_codes=3, fine_codes=4, center=True, dead_code_threshold=0.0, center_decay=0.9)
     return Backdoor(D, BackdoorConfig(**{**base, **kw}))
 
 
@@ -89,7 +89,7 @@ def _drifting_clusters(steps: int, center: bool) -> Backdoor:
     """Three clusters on a large shared vector that moves after the codes were placed (TikTok's ẑ):
     a step of 3 towards cluster 0 puts every item nearest to code 0, and without restarts the EMA
     then strands codes 1 and 2 where their clusters used to be."""
-    bd = _centred(hierarchical=False, coarse_codes=3, center=center, ema_decay=0.9).train()
+    bd = _centred(hierarchical=False, coarse_codes=3, center=center).train()
     offsets = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])
     gen = torch.Generator().manual_seed(1)
     for step in range(steps):
@@ -106,6 +106,14 @@ def test_a_drifting_shared_vector_strands_the_codes_unless_centred(center: bool,
     shared = torch.full((D,), 4.0) + 3.0 * torch.eye(D)[0]
     z = torch.stack([shared + o for o in torch.eye(D)[:3]])
     assert bd.assign(z)[0].unique().numel() == used
+
+
+def test_decay_zero_centres_on_each_steps_own_mean() -> None:
+    bd = _centred(center_decay=0.0).train()
+    for shift in (3.0, -2.0, 7.0):
+        z = torch.randn(8, D) + shift
+        bd(torch.randn(8, D), z)
+        torch.testing.assert_close(bd.mean, z.mean(0))
 
 
 def test_rank_shares_are_pooled_into_one_mean() -> None:

@@ -37,6 +37,8 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("--train.learning_rate=-1", r"'train\.learning_rate' must be positive"),
         ("--eval.select_metric=recall@7", r"eval\.select_metric"),
         ("--model.causal.backdoor.restart_epochs=-1", r"'model\.causal\.backdoor\.restart_epochs' must be >= 0"),
+        ("--model.causal.backdoor.center_decay=1.0", r"'model\.causal\.backdoor\.center_decay' must be in \[0, 1\)"),
+        ("--model.causal.backdoor.center_decay=-0.1", r"'model\.causal\.backdoor\.center_decay' must be in \[0, 1\)"),
         ("--model.causal.backbone.edge_keep=0", r"'model\.causal\.backbone\.edge_keep' must be in \(0, 1\]"),
         ("--model.causal.backbone.graph_mode=sampled --model.causal.backbone.edge_keep=0.5",
          r"'model\.causal\.backbone\.edge_keep' .*needs model\.causal\.backbone\.graph_mode: full"),
