@@ -168,7 +168,10 @@ class Backdoor(nn.Module):
     def _track_mean(self, z_e: torch.Tensor, update: bool, reduce: bool = False) -> None:
         """Set m from z_e's mean if it has none yet; with `update`, one EMA step of m towards it.
 
-        `reduce`: z_e is this rank's share of the rows (sums and counts summed over ranks)."""
+        `reduce`: z_e is this rank's share of the rows (sums and counts summed over ranks; every
+        rank holds the same `mean_ready`, so all of them enter the collective or none)."""
+        if bool(self.mean_ready) and not update:
+            return
         stats = torch.cat([z_e.detach().sum(0), z_e.new_tensor([float(z_e.shape[0])])])
         if reduce:
             stats = (self.levels[0].reduce_fn or all_reduce_sum)(stats)
