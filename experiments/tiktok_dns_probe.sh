@@ -92,6 +92,9 @@
 #   runs/tiktok_causal_center0_s<seed>
 #                                     the centred codebook on each step's own mean of ẑ
 #                                     (center_decay 0; thirty-first round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_topo_bpr_s<seed>
+#                                     the edge scorer trained by a BPR topology loss instead of
+#                                     BCE (thirty-second round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -155,6 +158,7 @@ override() {
     wa97) echo "--train.weight_average_decay=0.97" ;;
     center) echo "--model.causal.backdoor.center=true" ;;
     center0) echo "--model.causal.backdoor.center=true --model.causal.backdoor.center_decay=0" ;;
+    topo_bpr) echo "--model.causal.frontdoor.topo_loss=bpr" ;;
     fdl3) echo "--model.causal.frontdoor.num_layers=3" ;;
     refresh2) echo "--model.causal.frontdoor.refresh_every=2" ;;
     unweighted) echo "--model.causal.frontdoor.weighted=false" ;;
