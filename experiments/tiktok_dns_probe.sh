@@ -95,6 +95,9 @@
 #   runs/tiktok_causal_topo_bpr_s<seed>
 #                                     the edge scorer trained by a BPR topology loss instead of
 #                                     BCE (thirty-second round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_cl_mediator_s<seed>
+#                                     the contrastive term's second view the front-door's mediator
+#                                     instead of the content (thirty-third round, SEEDS="16 ... 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -159,6 +162,7 @@ override() {
     center) echo "--model.causal.backdoor.center=true" ;;
     center0) echo "--model.causal.backdoor.center=true --model.causal.backdoor.center_decay=0" ;;
     topo_bpr) echo "--model.causal.frontdoor.topo_loss=bpr" ;;
+    cl_mediator) echo "--model.causal.contrast.view=mediator" ;;
     fdl3) echo "--model.causal.frontdoor.num_layers=3" ;;
     refresh2) echo "--model.causal.frontdoor.refresh_every=2" ;;
     unweighted) echo "--model.causal.frontdoor.weighted=false" ;;

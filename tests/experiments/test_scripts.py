@@ -571,6 +571,7 @@ DNS_PROBE_TAILS = {
     "center": ["--model.causal.backdoor.center=true"],
     "center0": ["--model.causal.backdoor.center=true", "--model.causal.backdoor.center_decay=0"],
     "topo_bpr": ["--model.causal.frontdoor.topo_loss=bpr"],
+    "cl_mediator": ["--model.causal.contrast.view=mediator"],
     "fdl3": ["--model.causal.frontdoor.num_layers=3"],
     "refresh2": ["--model.causal.frontdoor.refresh_every=2"],
     "unweighted": ["--model.causal.frontdoor.weighted=false"],
