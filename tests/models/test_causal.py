@@ -337,3 +337,21 @@ def test_centroid_dictionary_replaces_the_coarse_codes_in_the_cross_sample_term(
     model.frontdoor.cfg = model.cfg.frontdoor
     with torch.no_grad():
         torch.testing.assert_close(model.represent().frontdoor_item, codes[U:])
+
+
+def test_mediator_view_puts_the_front_doors_mediator_in_the_contrastive_term() -> None:
+    """contrast.view: mediator: L_cl is the InfoNCE of the ID view against m_u / m_i, not against the content."""
+    from models.contrast import cross_view_loss
+    model = _model()
+    model.cfg.contrast = dataclasses.replace(model.cfg.contrast, view="mediator", loss_weight=1.0)
+    users, pos, neg = _batch()
+    model.train()
+    out = model(users, pos, neg)
+    with torch.no_grad():
+        r = model.represent()
+        want = cross_view_loss(model.cfg.contrast, users, torch.cat([pos, neg]), r.id_user, r.mediator_user,
+                               r.id_item, r.mediator_item)
+        content = cross_view_loss(model.cfg.contrast, users, torch.cat([pos, neg]), r.id_user,
+                                  model.frontdoor.user_content(r.backdoor_item), r.id_item, r.backdoor_item)
+    torch.testing.assert_close(out["contrast"], want)
+    assert not torch.allclose(want, content)
