@@ -166,11 +166,11 @@ class Backdoor(nn.Module):
 
     @torch.no_grad()
     def _track_mean(self, z_e: torch.Tensor, update: bool, reduce: bool = False) -> None:
-        """Set m from z_e's mean if it has none yet; with `update`, one EMA step of m towards it.
+        """With `center`: set m from z_e's mean if it has none yet; with `update`, one EMA step of m towards it.
 
         `reduce`: z_e is this rank's share of the rows (sums and counts summed over ranks; every
         rank holds the same `mean_ready`, so all of them enter the collective or none)."""
-        if bool(self.mean_ready) and not update:
+        if not self.cfg.center or (bool(self.mean_ready) and not update):
             return
         stats = torch.cat([z_e.detach().sum(0), z_e.new_tensor([float(z_e.shape[0])])])
         if reduce:
@@ -204,8 +204,7 @@ class Backdoor(nn.Module):
         resumed from a checkpoint re-fits exactly as the uninterrupted run did."""
         self._reread_codes()
         generator = torch.Generator(device=z_e_all.device).manual_seed(epoch)
-        if self.cfg.center:
-            self._track_mean(z_e_all, update=False)
+        self._track_mean(z_e_all, update=False)
         residual = self.centred(z_e_all)
         for vq in self.levels:
             idx = vq.refit_(residual, self.cfg.refit_iters, generator)
@@ -223,8 +222,7 @@ class Backdoor(nn.Module):
         if not self.cfg.enabled:
             return BackdoorOutput(x, None, (), zero, {"commit": zero})
         self._reread_codes()
-        if self.cfg.center:
-            self._track_mean(z_e, update=self.training, reduce=self.levels[0].reduce_fn is not None)
+        self._track_mean(z_e, update=self.training, reduce=self.levels[0].reduce_fn is not None)
         residual, total_q, term = self.centred(z_e), torch.zeros_like(z_e), torch.zeros_like(x)
         if self.cfg.center:
             total_q = total_q + self.mean
@@ -265,8 +263,7 @@ class Backdoor(nn.Module):
         Returns the per-level indices (useful for interpretability / NMI against the simulator).
         """
         self._reread_codes()
-        if self.cfg.center:
-            self._track_mean(z_e_all, update=False, reduce=reduce)
+        self._track_mean(z_e_all, update=False, reduce=reduce)
         residual = self.centred(z_e_all)
         # Codes not initialised yet (a refresh before the first step): initialise from these items.
         for vq in self.levels if not all(bool(vq.initialized) for vq in self.levels) else ():

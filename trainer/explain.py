@@ -138,7 +138,8 @@ def explain_codes(run: RestoredRun, members: int = 5) -> tuple[dict[str, Any], d
                            f"(run {run.run_dir}: model.name={run.cfg.model.name})")
     r = model.represent()
     # With backdoor.center the first level quantises ẑ - m: the geometry and the plot live in that space.
-    residual, levels, coarse = model.backdoor.centred(r.confounder), [], None
+    centred = model.backdoor.centred(r.confounder)
+    residual, levels, coarse = centred, [], None
     for name, vq in zip(model.backdoor.level_names(), model.backdoor.levels):
         # The same residual assignment as Backdoor.assign, keeping each item's distance to its code.
         codes = vq.store.weight()
@@ -158,8 +159,7 @@ def explain_codes(run: RestoredRun, members: int = 5) -> tuple[dict[str, Any], d
         coarse = idx if coarse is None else coarse
         residual = residual - codes[idx]
     report = {**_header(run), "num_items": int(r.confounder.shape[0]), "levels": levels}
-    arrays = {"confounder": model.backdoor.centred(r.confounder), "coarse": coarse,
-              "coarse_codes": model.backdoor.levels[0].store.weight()}
+    arrays = {"confounder": centred, "coarse": coarse, "coarse_codes": model.backdoor.levels[0].store.weight()}
     return report, arrays
 
 
