@@ -98,6 +98,10 @@
 #   runs/tiktok_causal_cl_mediator_s<seed>
 #                                     the contrastive term's second view the front-door's mediator
 #                                     instead of the content (thirty-third round, SEEDS="16 ... 21")
+#   runs/tiktok_causal_cl_mediator_t1_s<seed>, ..._cl_mediator_w01_s<seed>
+#                                     the mediator view at temperature 1 and weight 0.25 (little
+#                                     uniformity, the same pull), and at weight 0.01 (a diagnostic,
+#                                     thirty-fourth round, SEEDS="16 17")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -163,6 +167,8 @@ override() {
     center0) echo "--model.causal.backdoor.center=true --model.causal.backdoor.center_decay=0" ;;
     topo_bpr) echo "--model.causal.frontdoor.topo_loss=bpr" ;;
     cl_mediator) echo "--model.causal.contrast.view=mediator" ;;
+    cl_mediator_t1) echo "--model.causal.contrast.view=mediator --model.causal.contrast.temperature=1.0 --model.causal.contrast.loss_weight=0.25" ;;
+    cl_mediator_w01) echo "--model.causal.contrast.view=mediator --model.causal.contrast.loss_weight=0.01" ;;
     fdl3) echo "--model.causal.frontdoor.num_layers=3" ;;
     refresh2) echo "--model.causal.frontdoor.refresh_every=2" ;;
     unweighted) echo "--model.causal.frontdoor.weighted=false" ;;
