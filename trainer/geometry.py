@@ -18,6 +18,9 @@ checkpoint, all on L2-normalised rows (Wang & Isola, ICML 2020; DirectAU, Wang e
   mean over random user pairs: how much closer collaborative neighbours are than strangers;
 - mean row norms (before normalising).
 
+`--parts` (causal runs) adds a row per part of h: the ID view ẽ (backbone layer mean), the ID rows
+e (layer 0), the front-door's h^fd and its mediator m, with the gates in the row's name.
+
 Pairs are drawn with a fixed generator (`--samples`, default 4096 rows / 20000 pairs), so a run's
 figures repeat exactly. Diagnostic only: nothing is selected on them.
 """
@@ -100,11 +103,22 @@ def geometry(name: str, user: torch.Tensor, item: torch.Tensor, train: CSR, samp
                     float(item.norm(dim=-1).mean()))
 
 
-def run_geometry(run_dir: str, samples: int) -> Geometry:
+def run_geometry(run_dir: str, samples: int, parts: bool = False) -> list[Geometry]:
+    """[h] of the run's best checkpoint, and with `parts` (causal runs) the parts of h after it."""
     run = restore_run(run_dir.rstrip("/"))
+    name, train = run_name(run_dir), run.splits[Split.TRAIN]
     with torch.no_grad():
         user, item = run.model.final_embeddings()
-    return geometry(run_name(run_dir), user, item, run.splits[Split.TRAIN], samples)
+        out = [geometry(name, user, item, train, samples)]
+        if not parts:
+            return out
+        if not hasattr(run.model, "represent"):
+            raise ValueError(f"{run_dir}: --parts needs a causal run (model.name={run.cfg.model.name})")
+        r = run.model.represent()
+    gates = f"g_fd {float(r.gate_frontdoor):.3f}, g_bd {float(r.gate_backdoor):.3f}"
+    views = [("ẽ (ID view)", r.id_user, r.id_item), ("e (ID rows)", r.ego_user, r.ego_item),
+             (f"h^fd ({gates})", r.frontdoor_user, r.frontdoor_item), ("m (mediator)", r.mediator_user, r.mediator_item)]
+    return out + [geometry(f"{name}: {label}", u, i, train, samples) for label, u, i in views if u is not None]
 
 
 def group(results: list[Geometry]) -> list[Geometry]:
@@ -129,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--samples", type=int, default=4096, help="rows per uniformity sample (default %(default)s)")
     parser.add_argument("--group-seeds", action="store_true", help="one row per seed group (mean over seeds)")
+    parser.add_argument("--parts", action="store_true", help="causal runs: also the parts of h (ẽ, e, h^fd, m)")
     add_section_args(parser)
     args = parser.parse_args(argv)
     check_section_args(parser, args)
     if args.samples < 2:
         parser.error(f"--samples must be at least 2, got {args.samples}")
     try:
-        results = [run_geometry(d, args.samples) for d in args.runs]
+        results = [g for d in args.runs for g in run_geometry(d, args.samples, args.parts)]
     except (RestoreError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import torch
 from test_explain import _world_of_one  # tests/trainer is on sys.path (pytest's rootdir-less import)
 from test_hit_ranks import _csr
 from trainer.geometry import alignment, co_user_cosine, geometry, group, main, run_geometry, uniformity
+from trainer.restore import restore_run
 
 
 def test_alignment_is_zero_on_own_items_and_two_for_orthogonal_ones() -> None:
@@ -60,8 +61,25 @@ def test_cli_on_a_trained_run(tiny_synthetic, tmp_path: Path, capsys) -> None:
     out = tmp_path / "doc.md"
     assert main([run, "--samples", "64", "--markdown-section", "geo", "--write", str(out)]) == 0
     assert "| geo_s0 |" in capsys.readouterr().out and "<!-- begin geo -->" in out.read_text()
-    r = run_geometry(run, 64)
+    (r,) = run_geometry(run, 64)
     assert -4.5 < r.uniformity_items <= 0 and 0 <= r.alignment <= 4 and not math.isnan(r.co_user_cosine)
     assert main(["nowhere"]) == 2
+    assert main([run, "--parts"]) == 2  # a LightGCN run has no parts
     with pytest.raises(SystemExit):
         main([run, "--samples", "1"])
+
+
+def test_parts_of_a_causal_run_add_up_to_its_scores(tiny_synthetic, tmp_path: Path, capsys) -> None:
+    from test_explain import CAUSAL
+
+    run = _world_of_one([f"--data.url={tiny_synthetic}", *CAUSAL], tmp_path / "geo_causal", epochs=1)
+    h, ids, ego, fd, m = run_geometry(run, 64, parts=True)
+    assert [x.name.split(": ")[1].split(" ")[0] for x in (ids, ego, fd, m)] == ["ẽ", "e", "h^fd", "m"]
+    restored = restore_run(run)
+    with torch.no_grad():
+        user, _ = restored.model.final_embeddings()
+        r = restored.model.represent()
+    assert h.user_norm == pytest.approx(float(user.norm(dim=-1).mean()))
+    assert ids.user_norm == pytest.approx(float(r.id_user.norm(dim=-1).mean()))
+    assert m.item_norm == pytest.approx(float(r.mediator_item.norm(dim=-1).mean()))
+    assert main([run, "--parts", "--samples", "64"]) == 0 and "m (mediator)" in capsys.readouterr().out
