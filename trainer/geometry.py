@@ -1,6 +1,6 @@
 """How a model's embeddings sit on the sphere: alignment, uniformity and collaborative clustering.
 
-    python -m trainer.geometry RUN_DIR [RUN_DIR ...] [--group-seeds] [--samples N]
+    python -m trainer.geometry RUN_DIR [RUN_DIR ...] [--group-seeds] [--parts] [--epoch E] [--samples N]
         [--markdown-section NAME --write FILE]
 
 Why: contrastive terms (SimGCL's `id_contrast`, the cross-view InfoNCE with `contrast.view:
@@ -8,7 +8,8 @@ mediator`) lowered TikTok's valid Recall@20 to the popularity level while the BP
 The InfoNCE's in-batch negatives push nodes apart (uniformity); the ranking generalises through
 users who share items being close (clustering). These figures say which of the two a run's
 final embeddings h (what ranks, `final_embeddings()`, no popularity offset) have, at its best
-checkpoint, all on L2-normalised rows (Wang & Isola, ICML 2020; DirectAU, Wang et al., KDD 2022):
+checkpoint (or the one written after `--epoch`: runs compared at their best epochs differ in
+training time too), all on L2-normalised rows (Wang & Isola, ICML 2020; DirectAU, Wang et al., KDD 2022):
 
 - alignment = mean over training pairs (u, i) of ||ĥ_u - ĥ_i||^2 (0 = each user on its items; 2 =
   orthogonal);
@@ -103,10 +104,12 @@ def geometry(name: str, user: torch.Tensor, item: torch.Tensor, train: CSR, samp
                     float(item.norm(dim=-1).mean()))
 
 
-def run_geometry(run_dir: str, samples: int, parts: bool = False) -> list[Geometry]:
-    """[h] of the run's best checkpoint, and with `parts` (causal runs) the parts of h after it."""
-    run = restore_run(run_dir.rstrip("/"))
-    name, train = run_name(run_dir), run.splits[Split.TRAIN]
+def run_geometry(run_dir: str, samples: int, parts: bool = False, epoch: int | None = None) -> list[Geometry]:
+    """[h] of the run's best checkpoint (or the one after `epoch`), and with `parts` (causal runs)
+    the parts of h after it."""
+    run = restore_run(run_dir.rstrip("/"), epoch=epoch)
+    name = run_name(run_dir) if epoch is None else f"{run_name(run_dir)} @ {epoch}"
+    train = run.splits[Split.TRAIN]
     with torch.no_grad():
         user, item = run.model.final_embeddings()
         out = [geometry(name, user, item, train, samples)]
@@ -144,13 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=4096, help="rows per uniformity sample (default %(default)s)")
     parser.add_argument("--group-seeds", action="store_true", help="one row per seed group (mean over seeds)")
     parser.add_argument("--parts", action="store_true", help="causal runs: also the parts of h (ẽ, e, h^fd, m)")
+    parser.add_argument("--epoch", type=int, help="every run's checkpoint written after this epoch (default: the best)")
     add_section_args(parser)
     args = parser.parse_args(argv)
     check_section_args(parser, args)
     if args.samples < 2:
         parser.error(f"--samples must be at least 2, got {args.samples}")
     try:
-        results = [g for d in args.runs for g in run_geometry(d, args.samples, args.parts)]
+        results = [g for d in args.runs for g in run_geometry(d, args.samples, args.parts, args.epoch)]
     except (RestoreError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

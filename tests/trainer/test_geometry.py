@@ -83,3 +83,7 @@ def test_parts_of_a_causal_run_add_up_to_its_scores(tiny_synthetic, tmp_path: Pa
     assert ids.user_norm == pytest.approx(float(r.id_user.norm(dim=-1).mean()))
     assert m.item_norm == pytest.approx(float(r.mediator_item.norm(dim=-1).mean()))
     assert main([run, "--parts", "--samples", "64"]) == 0 and "m (mediator)" in capsys.readouterr().out
+    # --epoch: the checkpoint written after that epoch (a 1-epoch run has only epoch 1's).
+    (at1,) = run_geometry(run, 64, epoch=1)
+    assert at1.name.endswith(" @ 1") and at1.alignment == h.alignment
+    assert main([run, "--epoch", "7"]) == 2
