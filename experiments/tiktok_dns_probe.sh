@@ -102,6 +102,9 @@
 #                                     the mediator view at temperature 1 and weight 0.25 (little
 #                                     uniformity, the same pull), and at weight 0.01 (a diagnostic,
 #                                     thirty-fourth round, SEEDS="16 17")
+#   runs/tiktok_causal_init_n10_s<seed>, ..._init_n03_s<seed>
+#                                     ID tables from N(0, 0.1^2) / N(0, 0.03^2) instead of Xavier
+#                                     (thirty-fifth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -167,6 +170,8 @@ override() {
     center0) echo "--model.causal.backdoor.center=true --model.causal.backdoor.center_decay=0" ;;
     topo_bpr) echo "--model.causal.frontdoor.topo_loss=bpr" ;;
     cl_mediator) echo "--model.causal.contrast.view=mediator" ;;
+    init_n10) echo "--model.init=normal --model.init_std=0.1" ;;
+    init_n03) echo "--model.init=normal --model.init_std=0.03" ;;
     cl_mediator_t1) echo "--model.causal.contrast.view=mediator --model.causal.contrast.temperature=1.0 --model.causal.contrast.loss_weight=0.25" ;;
     cl_mediator_w01) echo "--model.causal.contrast.view=mediator --model.causal.contrast.loss_weight=0.01" ;;
     fdl3) echo "--model.causal.frontdoor.num_layers=3" ;;
