@@ -36,7 +36,10 @@ class ContrastConfig:
     loss_weight: float = _doc("lambda_cl: weight of L_cl (user term + item term) in the total loss.", 0.05)
     view: Literal["content", "mediator"] = _doc(
         "Second view of each node: `content` (user: mean content of its training items; item: x^bd) or "
-        "`mediator` (m_u, m_i: the front-door propagation on the reconstructed causal subgraph).", "content")
+        "`mediator` (m_u, m_i: the front-door propagation on the reconstructed causal subgraph). Not for TikTok: "
+        "the mediator is a function of the ID rows, so the term's gradient reaches them and, in the first "
+        "epochs, opposes the ranking loss; the model then stays at the popularity level (docs/RESULTS.md, "
+        "\"TikTok: why the mediator view fails\").", "content")
     noise: float = _doc("SimGCL-style perturbation of the second view: add noise_eps * a random direction of "
                         "the same sign pattern (0: none).", 0.0)
     detach_anchor: bool = _doc("The ID view is the fixed target (detached): L_cl teaches the second view to "
