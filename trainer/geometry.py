@@ -53,12 +53,18 @@ class Geometry:
     item_norm: float
 
 
-def alignment(user: torch.Tensor, item: torch.Tensor, train: CSR) -> float:
-    """Mean ||û - î||^2 over every training pair (rows L2-normalised)."""
-    users = torch.from_numpy(train.row_ids().astype(np.int64))
-    items = torch.from_numpy(train.indices.astype(np.int64))
-    u, i = F.normalize(user.double(), dim=-1), F.normalize(item.double(), dim=-1)
-    return float((u[users] - i[items]).pow(2).sum(-1).mean())
+def alignment(user: torch.Tensor, item: torch.Tensor, train: CSR, chunk: int = 1 << 20) -> float:
+    """Mean ||û - î||^2 over every training pair (rows L2-normalised), `chunk` pairs at a time so
+    that memory stays O(chunk x d) on a catalog-sized graph."""
+    if train.nnz == 0:
+        raise ValueError("alignment needs at least one training pair")
+    u, i = F.normalize(user.float(), dim=-1), F.normalize(item.float(), dim=-1)
+    users, total = train.row_ids(), 0.0
+    for start in range(0, train.nnz, chunk):
+        rows = torch.from_numpy(users[start:start + chunk])
+        cols = torch.from_numpy(train.indices[start:start + chunk].astype(np.int64))
+        total += float((u[rows] - i[cols]).double().pow(2).sum())
+    return total / train.nnz
 
 
 def uniformity(x: torch.Tensor, samples: int, generator: torch.Generator) -> float:

@@ -19,6 +19,9 @@ def test_alignment_is_zero_on_own_items_and_two_for_orthogonal_ones() -> None:
     e = torch.eye(2)
     assert alignment(3 * e, e, train) == pytest.approx(0.0)          # scale does not matter: rows normalised
     assert alignment(e, e.flip(0), train) == pytest.approx(2.0)       # each user orthogonal to its item
+    # In chunks: the same mean over pairs of different distances.
+    train = _csr([(0, 0), (0, 1), (1, 1)], 2, 2)
+    assert alignment(e, e, train, chunk=2) == pytest.approx(alignment(e, e, train)) == pytest.approx(2 / 3)
 
 
 def test_uniformity_of_equal_rows_is_zero_and_of_antipodal_rows_minus_eight() -> None:
