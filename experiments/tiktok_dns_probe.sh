@@ -105,6 +105,9 @@
 #   runs/tiktok_causal_init_n10_s<seed>, ..._init_n03_s<seed>
 #                                     ID tables from N(0, 0.1^2) / N(0, 0.03^2) instead of Xavier
 #                                     (thirty-fifth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_init_n005_s<seed>, ..._init_n0015_s<seed>
+#                                     ID tables from N(0, 0.005^2) / N(0, 0.0015^2), below Xavier's
+#                                     scale (thirty-seventh round, SEEDS="16 17 18 19 20 21")
 #   runs/tiktok_causal_cl10_s<seed>, ..._cl025_s<seed>
 #                                     the content contrast at weight 0.1 / 0.025 (0.05)
 #                                     (thirty-sixth round, SEEDS="16 17 18 19 20 21")
@@ -175,6 +178,8 @@ override() {
     cl_mediator) echo "--model.causal.contrast.view=mediator" ;;
     cl10) echo "--model.causal.contrast.loss_weight=0.1" ;;
     cl025) echo "--model.causal.contrast.loss_weight=0.025" ;;
+    init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
+    init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;
     init_n10) echo "--model.init=normal --model.init_std=0.1" ;;
     init_n03) echo "--model.init=normal --model.init_std=0.03" ;;
     cl_mediator_t1) echo "--model.causal.contrast.view=mediator --model.causal.contrast.temperature=1.0 --model.causal.contrast.loss_weight=0.25" ;;
