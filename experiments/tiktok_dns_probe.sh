@@ -105,6 +105,9 @@
 #   runs/tiktok_causal_init_n10_s<seed>, ..._init_n03_s<seed>
 #                                     ID tables from N(0, 0.1^2) / N(0, 0.03^2) instead of Xavier
 #                                     (thirty-fifth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_steps10_s<seed>
+#                                     the diffusion with 10 steps (5) (thirty-ninth round,
+#                                     SEEDS="16 17 18 19 20 21")
 #   runs/tiktok_causal_detach_content_s<seed>
 #                                     the content path out of the ranking loss (thirty-eighth round,
 #                                     SEEDS="16 17 18 19 20 21")
@@ -181,6 +184,7 @@ override() {
     cl_mediator) echo "--model.causal.contrast.view=mediator" ;;
     cl10) echo "--model.causal.contrast.loss_weight=0.1" ;;
     cl025) echo "--model.causal.contrast.loss_weight=0.025" ;;
+    steps10) echo "--model.causal.diffusion.steps=10" ;;
     detach_content) echo "--model.causal.detach_content=true" ;;
     init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
     init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;

@@ -574,6 +574,7 @@ DNS_PROBE_TAILS = {
     "cl_mediator": ["--model.causal.contrast.view=mediator"],
     "cl10": ["--model.causal.contrast.loss_weight=0.1"],
     "cl025": ["--model.causal.contrast.loss_weight=0.025"],
+    "steps10": ["--model.causal.diffusion.steps=10"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],
