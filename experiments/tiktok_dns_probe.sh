@@ -117,6 +117,10 @@
 #   runs/tiktok_causal_cl10_s<seed>, ..._cl025_s<seed>
 #                                     the content contrast at weight 0.1 / 0.025 (0.05)
 #                                     (thirty-sixth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_gate03_s<seed>, ..._ortho0_s<seed>
+#                                     the back-door and front-door gates starting at 0.3 (0) / the
+#                                     diffusion's orthogonality penalty off (weight 0.01)
+#                                     (fortieth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -185,6 +189,8 @@ override() {
     cl10) echo "--model.causal.contrast.loss_weight=0.1" ;;
     cl025) echo "--model.causal.contrast.loss_weight=0.025" ;;
     steps10) echo "--model.causal.diffusion.steps=10" ;;
+    gate03) echo "--model.causal.gate_init=0.3" ;;
+    ortho0) echo "--model.causal.diffusion.ortho_weight=0" ;;
     detach_content) echo "--model.causal.detach_content=true" ;;
     init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
     init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;

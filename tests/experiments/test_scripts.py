@@ -575,6 +575,8 @@ DNS_PROBE_TAILS = {
     "cl10": ["--model.causal.contrast.loss_weight=0.1"],
     "cl025": ["--model.causal.contrast.loss_weight=0.025"],
     "steps10": ["--model.causal.diffusion.steps=10"],
+    "gate03": ["--model.causal.gate_init=0.3"],
+    "ortho0": ["--model.causal.diffusion.ortho_weight=0"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],
