@@ -121,6 +121,9 @@
 #                                     the back-door and front-door gates starting at 0.3 (0) / the
 #                                     diffusion's orthogonality penalty off (weight 0.01)
 #                                     (fortieth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_fdwarm5_s<seed>, ..._fdwarm20_s<seed>
+#                                     the causal subgraph first rebuilt at epoch 5 / 20 (10)
+#                                     (forty-first round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -191,6 +194,8 @@ override() {
     steps10) echo "--model.causal.diffusion.steps=10" ;;
     gate03) echo "--model.causal.gate_init=0.3" ;;
     ortho0) echo "--model.causal.diffusion.ortho_weight=0" ;;
+    fdwarm5) echo "--model.causal.frontdoor.warmup_epochs=5" ;;
+    fdwarm20) echo "--model.causal.frontdoor.warmup_epochs=20" ;;
     detach_content) echo "--model.causal.detach_content=true" ;;
     init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
     init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;

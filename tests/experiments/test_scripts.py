@@ -577,6 +577,8 @@ DNS_PROBE_TAILS = {
     "steps10": ["--model.causal.diffusion.steps=10"],
     "gate03": ["--model.causal.gate_init=0.3"],
     "ortho0": ["--model.causal.diffusion.ortho_weight=0"],
+    "fdwarm5": ["--model.causal.frontdoor.warmup_epochs=5"],
+    "fdwarm20": ["--model.causal.frontdoor.warmup_epochs=20"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],
