@@ -137,7 +137,8 @@ def as_vectors(vectors: np.ndarray, *, file: str, column: str = "vector", first_
     if arr.shape[1] < 1 or (dim is not None and arr.shape[1] != dim):
         raise DatasetError(f"dimension mismatch: expected {dim}", file=file, column=column,
                            row=first_row, value=arr.shape[1], row_kind=row_kind)
-    arr = arr.astype(np.float32, copy=False)  # after the cast: float64 overflow becomes inf here
+    with np.errstate(over="ignore"):  # overflow is reported below, by file, row and column
+        arr = arr.astype(np.float32, copy=False)  # after the cast: float64 overflow becomes inf here
     check_finite(arr, file=file, column=column, first_row=first_row, row_kind=row_kind)
     return arr
 
