@@ -11,7 +11,7 @@ from data_loaders.format import DatasetError, Split
 from data_loaders.importers.mmrec import import_mmrec
 from data_loaders.stream import open_dataset
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 
 
 def test_round_trip(mmrec_tiny: dict, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from data_loaders.importers import synthetic
 from data_loaders.importers.synthetic import SimulatorParams, generate, simulate
 from data_loaders.stream import open_dataset
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SMALL = SimulatorParams(num_users=600, num_items=400)
 
 
