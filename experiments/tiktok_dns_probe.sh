@@ -127,6 +127,9 @@
 #   runs/tiktok_causal_ortho10_s<seed>, ..._diffw003_s<seed>
 #                                     the orthogonality penalty at weight 0.1 (0.01) / the diffusion
 #                                     loss at weight 0.03 (0.1) (forty-second round, SEEDS="16 ... 21")
+#   runs/tiktok_causal_pdrop10_s<seed>, ..._pdrop30_s<seed>
+#                                     dropout 0.1 / 0.3 inside the projection MLPs (0)
+#                                     (forty-third round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -201,6 +204,8 @@ override() {
     fdwarm20) echo "--model.causal.frontdoor.warmup_epochs=20" ;;
     ortho10) echo "--model.causal.diffusion.ortho_weight=0.1" ;;
     diffw003) echo "--model.causal.diffusion.loss_weight=0.03" ;;
+    pdrop10) echo "--model.causal.projection.dropout=0.1" ;;
+    pdrop30) echo "--model.causal.projection.dropout=0.3" ;;
     detach_content) echo "--model.causal.detach_content=true" ;;
     init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
     init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;

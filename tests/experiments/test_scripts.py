@@ -581,6 +581,8 @@ DNS_PROBE_TAILS = {
     "fdwarm20": ["--model.causal.frontdoor.warmup_epochs=20"],
     "ortho10": ["--model.causal.diffusion.ortho_weight=0.1"],
     "diffw003": ["--model.causal.diffusion.loss_weight=0.03"],
+    "pdrop10": ["--model.causal.projection.dropout=0.1"],
+    "pdrop30": ["--model.causal.projection.dropout=0.3"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],
