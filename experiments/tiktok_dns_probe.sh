@@ -130,6 +130,9 @@
 #   runs/tiktok_causal_pdrop10_s<seed>, ..._pdrop30_s<seed>
 #                                     dropout 0.1 / 0.3 inside the projection MLPs (0)
 #                                     (forty-third round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_cl_t04_s<seed>
+#                                     the content contrast at temperature 0.4 (0.2)
+#                                     (forty-fourth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -206,6 +209,7 @@ override() {
     diffw003) echo "--model.causal.diffusion.loss_weight=0.03" ;;
     pdrop10) echo "--model.causal.projection.dropout=0.1" ;;
     pdrop30) echo "--model.causal.projection.dropout=0.3" ;;
+    cl_t04) echo "--model.causal.contrast.temperature=0.4" ;;
     detach_content) echo "--model.causal.detach_content=true" ;;
     init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
     init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;

@@ -583,6 +583,7 @@ DNS_PROBE_TAILS = {
     "diffw003": ["--model.causal.diffusion.loss_weight=0.03"],
     "pdrop10": ["--model.causal.projection.dropout=0.1"],
     "pdrop30": ["--model.causal.projection.dropout=0.3"],
+    "cl_t04": ["--model.causal.contrast.temperature=0.4"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],
