@@ -7,8 +7,6 @@ instead of the first) or a wrong value fails one small test.
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -32,16 +30,6 @@ from data_loaders.validate import (
 def _where(err: pytest.ExceptionInfo[DatasetError]) -> tuple:
     e = err.value
     return e.file, e.column, e.row, e.value
-
-
-def test_error_message_names_everything_and_survives_pickling() -> None:
-    e = DatasetError("negative id", file="a.parquet", column="item_id", row=7, value=np.int64(-2))
-    assert str(e) == "a.parquet, row 7, column 'item_id': negative id (value: -2)"
-    assert type(e.value) is int  # numpy scalars become Python values (readable, picklable)
-    back = pickle.loads(pickle.dumps(e))  # Ray ships errors between processes
-    assert (back.file, back.column, back.row, back.value, str(back)) == ("a.parquet", "item_id", 7, -2, str(e))
-    line = DatasetError("not an integer", file="x.inter", column="itemID", row=3, row_kind="line", value="a")
-    assert str(line) == "x.inter, line 3, column 'itemID': not an integer (value: 'a')"
 
 
 def test_require_columns_names_the_missing_one() -> None:
