@@ -269,7 +269,11 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
         with evaluated():
             valid = evaluator(inner, Split.VALID)
             unbiased_valid = evaluator(inner, Split.UNBIASED_VALID) if Split.UNBIASED_VALID in wanted else {}
+            # eval.test_curve: test at every evaluation, logged for the test-picked protocol (T) of some
+            # published figures; nothing below reads it, so selection stays on valid.
+            test_curve = evaluator(inner, Split.TEST) if cfg.eval.test_curve else {}
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
+        metrics.update({f"test_curve/{k}": v for k, v in test_curve.items()})
         metrics.update({f"unbiased_valid/{k}": v for k, v in unbiased_valid.items()})
         metrics["eval_seconds"] = time.perf_counter() - started
         score = (unbiased_valid if select == Split.UNBIASED_VALID else valid)[cfg.eval.select_metric]
