@@ -14,7 +14,7 @@
 #
 # Finished runs are skipped; see experiments/lib.sh for RUNS, JOBS, SEEDS (default here "0 1 2 16
 # 17 18 19 20 21": the seeds table's and the probes' paired seeds), LOGS, EXTRA_ARGS. Prints
-# `python -m trainer.test_picked --group-seeds` of both groups.
+# `python -m trainer.picked_epoch --group-seeds` of both groups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-0 1 2 16 17 18 19 20 21}
@@ -32,5 +32,5 @@ if [[ $DRY_RUN != 1 ]]; then
   for group in tiktok_causal_tc tiktok_lightgcn_dim128_dns_norm060_tc; do
     for seed in $SEEDS; do dirs+=("$RUNS/${group}_s$seed"); done
   done
-  "$PY" -m trainer.test_picked --group-seeds "${dirs[@]}"
+  "$PY" -m trainer.picked_epoch --group-seeds "${dirs[@]}"
 fi

@@ -687,3 +687,20 @@ def test_seed_spread_script_trains_the_configuration_and_lightgcn_on_fourteen_se
             assert args[args.index("--config") + 1] == "configs/tiktok_lightgcn.yaml"
             assert {"--model.embedding_dim=128", "--train.negative_candidates=16", "--train.negative_candidate_epochs=5",
                     "--model.lightgcn.norm_power=0.6"} <= set(args)
+
+
+def test_test_picked_script_logs_the_test_curve_of_the_configuration_and_lightgcn(tmp_path: Path) -> None:
+    lines, names = _dry_run("tiktok_test_picked.sh", tmp_path)
+    seeds = (0, 1, 2, 16, 17, 18, 19, 20, 21)
+    assert names == [n for s in seeds for n in (f"tiktok_causal_tc_s{s}", f"tiktok_lightgcn_dim128_dns_norm060_tc_s{s}")]
+    for line, name in zip(lines, names):
+        args = line.split()
+        assert f"--run.seed={name.rsplit('_s', 1)[1]}" in args and "--eval.test_curve=true" in args
+        if "causal" in name:  # the configuration as it is: no other override
+            assert args[args.index("--config") + 1] == "configs/tiktok_causal.yaml"
+            assert [a for a in args if a.startswith("--") and not a.startswith(("--config", "--run."))] == [
+                "--eval.test_curve=true"]
+        else:  # LightGCN's seeds-table setting, as in experiments/tiktok_seed_spread.sh
+            assert args[args.index("--config") + 1] == "configs/tiktok_lightgcn.yaml"
+            assert {"--model.embedding_dim=128", "--train.negative_candidates=16", "--train.negative_candidate_epochs=5",
+                    "--model.lightgcn.norm_power=0.6"} <= set(args)

@@ -153,3 +153,32 @@ def test_evaluator_ranks_valid_and_test_with_the_popularity_offset_and_unbiased_
                      ks=tuple(cfg.eval.ks), reduce=False).metrics
     assert evaluator(Fixed(), Split.UNBIASED_TEST) == pytest.approx(plain)
     assert evaluator(Fixed(), Split.VALID) != pytest.approx(Evaluator(load_config(None, []), splits, 0, 1)(Fixed(), Split.VALID))
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_test_curve_logs_test_at_every_evaluation_and_changes_nothing_else(ray_session, tiny_synthetic,
+                                                                           tmp_path: Path) -> None:
+    from trainer.main import fit
+    from trainer.picked_epoch import picked_figures
+
+    def run(name: str, *extra: str) -> dict:
+        return fit(load_config(None, [f"--data.url={tiny_synthetic}", f"--run.storage_path={tmp_path}",
+                                      f"--run.name={name}", "--model.name=causal", "--train.epochs=4",
+                                      "--train.batch_size=256", "--train.patience=100", "--logging.progress=false",
+                                      "--scaling.threads_per_worker=1", *extra]))
+
+    plain, curved = run("plain"), run("curved", "--eval.test_curve=true")
+    # The causal model's evaluation runs its diffusion and adjustments: an extra test evaluation
+    # must not move any random stream or state that training reads.
+    stripped = [{k: v for k, v in h.items() if not k.startswith("test_curve/") and k not in ("eval_seconds",
+                 "epoch_seconds", "start_epoch_seconds") and not k.startswith("peak_rss")} for h in curved["history"]]
+    assert stripped == [{k: v for k, v in h.items() if k not in ("eval_seconds", "epoch_seconds",
+                         "start_epoch_seconds") and not k.startswith("peak_rss")} for h in plain["history"]]
+    assert curved["best_test"] == plain["best_test"] and not any("test_curve/recall@20" in h for h in plain["history"])
+    assert all("test_curve/recall@20" in h and "test_curve/ndcg@20" in h for h in curved["history"])
+    # The curve's point at the best-valid epoch is the reported test figure, so trainer.picked_epoch's V
+    # is the run's own; its T is the curve's maximum.
+    picked = picked_figures(curved, "recall@20", "ndcg@20", "curved")  # fit returns what metrics.json holds
+    assert picked.v == curved["best_test"]["recall@20"] and picked.v_epoch == curved["best_epoch"]
+    assert picked.t == max(h["test_curve/recall@20"] for h in curved["history"])
