@@ -59,7 +59,7 @@ from torch import nn
 from torchrec import EmbeddingBagCollection
 from torchrec.distributed.types import ShardedModule
 
-from trainer.sharding import _DENSE_OPTIMIZERS, ShardedModel
+from trainer.sharding import _DENSE_OPTIMIZERS, ShardedModel, dense_lr_scale
 
 ENGINES = ("torch", "deepspeed")
 ZERO_STAGES = (0, 1, 2)
@@ -93,7 +93,8 @@ class Stepper:
         raise NotImplementedError
 
     def set_learning_rate(self, lr: float) -> None:
-        """Every optimizer's rate to `lr` from the next step on (trainer/loop.py's plateau schedule).
+        """Every optimizer's rate to `lr` (times a group's `lr_scale`, if it has one) from the next step
+        on (trainer/loop.py's plateau schedule).
 
         Call it between steps. The torch optimizers and DeepSpeed's client read their group's "lr"
         in step(). FBGEMM's fused tables take the rate of the *forward* that precedes their
@@ -102,7 +103,7 @@ class Stepper:
         between steps, so it changes nothing else).
         """
         for group in self.rate_groups():
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # the dense group's own multiple (train.dense_learning_rate)
         self.zero_grad()
 
 
@@ -272,7 +273,7 @@ def deepspeed_config(*, zero_stage: int, micro_batch_size: int, world_size: int,
 def build_stepper(sharded: ShardedModel, *, engine: str = "torch", zero_stage: int = 1,
                   gradient_clipping: float = 0.0, optimizer: str, lr: float, weight_decay: float = 0.0,
                   micro_batch_size: int, device: torch.device, world_size: int,
-                  dense_weight_decay: float = 0.0) -> Stepper:
+                  dense_weight_decay: float = 0.0, dense_lr: float | None = None) -> Stepper:
     """The stepper for `sharded` (made by `shard_model(dense_data_parallel=(engine == "torch"))`).
 
     Collective for `engine="deepspeed"`: every rank calls it with the same arguments.
@@ -298,7 +299,9 @@ def build_stepper(sharded: ShardedModel, *, engine: str = "torch", zero_stage: i
     # Adopts the existing group (gloo on CPU, nccl on GPU): one process group for TorchRec and DeepSpeed.
     deepspeed.init_distributed(dist_backend=dist_backend, dist_init_required=False, verbose=False)
     module = DenseModules(sharded.model.module, dense)
-    client = _DENSE_OPTIMIZERS[optimizer](dense, lr=lr, weight_decay=weight_decay + dense_weight_decay)
+    scale = dense_lr_scale(lr, dense_lr)
+    client = _DENSE_OPTIMIZERS[optimizer]([{"params": dense, "lr_scale": scale}], lr=lr * scale,
+                                          weight_decay=weight_decay + dense_weight_decay)
     # device_rank: the device Ray Train gave this worker (DeepSpeed would take LOCAL_RANK).
     args = SimpleNamespace(device_rank=device.index if device.type != "cpu" and device.index is not None else 0)
     # Rank 0's dense weights everywhere, as DDP does at construction. DeepSpeed's own broadcast views

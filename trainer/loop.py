@@ -165,12 +165,13 @@ def train_loop_per_worker(raw_config: dict[str, Any]) -> dict[str, Any]:
                           optimizer=cfg.train.optimizer, lr=cfg.train.learning_rate,
                           weight_decay=cfg.train.weight_decay, world_size=world_size,
                           dense_data_parallel=cfg.train.dense_engine == "torch",
-                          dense_weight_decay=cfg.train.dense_weight_decay)
+                          dense_weight_decay=cfg.train.dense_weight_decay,
+                          dense_lr=cfg.train.dense_learning_rate)
     # One step interface whatever steps the dense parameters (torch/DDP or DeepSpeed ZeRO).
     stepper = build_stepper(sharded, engine=cfg.train.dense_engine, zero_stage=cfg.train.zero_stage,
                             gradient_clipping=cfg.train.gradient_clipping, optimizer=cfg.train.optimizer,
                             lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
-                            dense_weight_decay=cfg.train.dense_weight_decay,
+                            dense_weight_decay=cfg.train.dense_weight_decay, dense_lr=cfg.train.dense_learning_rate,
                             micro_batch_size=max(1, cfg.train.batch_size * cfg.train.negatives // world_size), device=device,
                             world_size=world_size)
     dmp, optimizers = sharded.model, stepper.optimizers

@@ -108,13 +108,16 @@ class ShardedModel:
 def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup | None = None,
                 sharding: Sharding | str = Sharding.AUTO, kernel: Kernel | str = Kernel.FUSED,
                 optimizer: str = "adagrad", lr: float, weight_decay: float = 0.0,
-                world_size: int, dense_data_parallel: bool = True, dense_weight_decay: float = 0.0) -> ShardedModel:
+                world_size: int, dense_data_parallel: bool = True, dense_weight_decay: float = 0.0,
+                dense_lr: float | None = None) -> ShardedModel:
     """Shard every EmbeddingBagCollection in `model` over `pg` (default: the world group).
 
     Collective: every rank of `pg` calls it with the same arguments. Bad options raise a
     ValueError before any communication, identically on every rank. `dense_data_parallel=False`
     leaves the non-table parameters to an external engine: no DDP, no optimizer here.
-    `dense_weight_decay` is added to `weight_decay` for the non-table parameters this optimizer steps.
+    `dense_weight_decay` is added to `weight_decay` for the non-table parameters this optimizer steps;
+    `dense_lr` (None: `lr`) is their rate, kept as the group's `lr_scale` = dense_lr / lr so that a
+    schedule's `Stepper.set_learning_rate` moves both rates by the same factor.
     """
     device = torch.device(device)
     sharding, kernel = _parse(Sharding, sharding, "sharding"), _parse(Kernel, kernel, "kernel")
@@ -172,14 +175,25 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
         # fused: one kernel over all parameters instead of a Python loop of small ops per parameter;
         # the same update as the unfused optimizer (tests/trainer/test_sharding.py compares them).
         groups: list[dict[str, Any]] = [{"params": list(rest.values())}]
-        if dense_weight_decay:  # a second group only when needed: a run's optimizer state keeps its layout
+        scale = dense_lr_scale(lr, dense_lr)
+        # A second group only when needed: a run's optimizer state keeps its layout.
+        if dense_weight_decay or scale != 1.0:
             groups = [{"params": [p for p in rest.values() if id(p) not in dense_ids]},
                       {"params": [p for p in rest.values() if id(p) in dense_ids],
-                       "weight_decay": weight_decay + dense_weight_decay}]
+                       "weight_decay": weight_decay + dense_weight_decay, "lr": lr * scale, "lr_scale": scale}]
             groups = [g for g in groups if g["params"]]
         optimizers[name] = _DENSE_OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay, fused=True)
     return ShardedModel(model=dmp, optimizers=optimizers, plan=plan, plan_summary="; ".join(describe_plan(plan)),
                         dense_parameters=dense_parameters, dense_data_parallel=dense_data_parallel)
+
+
+def dense_lr_scale(lr: float, dense_lr: float | None) -> float:
+    """The dense parameters' rate as a multiple of the tables' (`train.dense_learning_rate`; None or 0: 1)."""
+    if not dense_lr:
+        return 1.0
+    if lr <= 0:
+        raise ValueError(f"a dense learning rate ({dense_lr}) needs a positive table learning rate, got {lr}")
+    return dense_lr / lr
 
 
 def describe_plan(plan: ShardingPlan) -> list[str]:

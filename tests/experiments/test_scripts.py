@@ -584,6 +584,8 @@ DNS_PROBE_TAILS = {
     "pdrop10": ["--model.causal.projection.dropout=0.1"],
     "pdrop30": ["--model.causal.projection.dropout=0.3"],
     "cl_t04": ["--model.causal.contrast.temperature=0.4"],
+    "dlr5e4": ["--train.dense_learning_rate=5e-4"],
+    "dlr45e4": ["--train.dense_learning_rate=4.5e-3"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],

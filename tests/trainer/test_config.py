@@ -48,6 +48,7 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
         ("--train.negative_candidates_after=0", r"'train\.negative_candidates_after' must be >= 1"),
         ("--eval.popularity_offset=nan", r"'eval\.popularity_offset' must be a finite number"),
         ("--train.dense_weight_decay=-1", r"'train\.dense_weight_decay' must be a finite number >= 0"),
+        ("--train.dense_learning_rate=-1e-3", r"'train\.dense_learning_rate' must be a finite number >= 0"),
         ("--train.negative_popularity_power=-0.5", r"'train\.negative_popularity_power' must be a finite number >= 0"),
         ("--train.negative_popularity_from_epoch=-1", r"'train\.negative_popularity_from_epoch' must be >= 0"),
         ("--model.causal.backbone.norm_power=1.5", r"'model\.causal\.backbone\.norm_power' must be in \[0, 1\]"),

@@ -275,8 +275,10 @@ def test_deepspeed_needs_shard_model_without_dense_data_parallel(tmp_path):
         dist.destroy_process_group()
 
 
-def test_dense_weight_decay_reaches_the_deepspeed_client(tmp_path, monkeypatch):
-    # train.dense_weight_decay is added to train.weight_decay in DeepSpeed's client optimizer.
+def test_dense_weight_decay_and_learning_rate_reach_the_deepspeed_client(tmp_path, monkeypatch):
+    # train.dense_weight_decay is added to train.weight_decay in DeepSpeed's client optimizer, and
+    # train.dense_learning_rate is its rate, a multiple of the tables' that a schedule's cut keeps.
+    # (One test: DeepSpeed keeps the first process group it adopts for the whole process.)
     for key, value in dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1").items():
         monkeypatch.setenv(key, value)
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
@@ -284,8 +286,13 @@ def test_dense_weight_decay_reaches_the_deepspeed_client(tmp_path, monkeypatch):
         sharded = shard_model(_model(), device=torch.device("cpu"), sharding="table_wise", kernel="fused",
                               optimizer="adagrad", lr=LR, world_size=1, dense_data_parallel=False)
         stepper = build_stepper(sharded, engine="deepspeed", optimizer="adagrad", lr=LR, micro_batch_size=4,
-                                device=torch.device("cpu"), world_size=1, weight_decay=0.1, dense_weight_decay=0.3)
+                                device=torch.device("cpu"), world_size=1, weight_decay=0.1, dense_weight_decay=0.3,
+                                dense_lr=LR / 4)
         assert [g["weight_decay"] for g in stepper.client.param_groups] == [pytest.approx(0.4)]
+        assert [g["lr"] for g in stepper.client.param_groups] == [pytest.approx(LR / 4)]
+        stepper.set_learning_rate(LR / 2)
+        assert [g["lr"] for g in stepper.client.param_groups] == [pytest.approx(LR / 8)]
+        assert all(g["lr"] == pytest.approx(LR / 2) for g in sharded.optimizers["fused"].param_groups)  # the tables
     finally:
         dist.destroy_process_group()
 

@@ -241,3 +241,39 @@ def test_dense_weight_decay_reaches_the_dense_parameters_only(world_of_one, kern
     plain = shard_model(_model("bpr"), device=torch.device("cpu"), kernel="dense", optimizer="sgd", lr=LR,
                         world_size=1)
     assert len(plain.optimizers["dense"].param_groups) == 1  # no second group without the option
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kernel", ["dense", "fused"])
+def test_dense_learning_rate_steps_the_dense_parameters_and_a_schedule_keeps_the_ratio(world_of_one, kernel):
+    """SGD with a dense weight decay of 1 and no loss gradient: w -= rate * w. The dense head moves at
+    the dense rate; a schedule's cut (Stepper.set_learning_rate) scales both rates."""
+    from trainer.dense_engine import build_stepper
+
+    model = _model("bpr")
+    model.head = torch.nn.Linear(2, 2)
+    head_before = model.head.weight.detach().clone()
+    sharded = shard_model(model, device=torch.device("cpu"), kernel=kernel, optimizer="sgd", lr=LR,
+                          world_size=1, dense_weight_decay=1.0, dense_lr=3 * LR)
+    stepper = build_stepper(sharded, optimizer="sgd", lr=LR, micro_batch_size=4, device=torch.device("cpu"),
+                            world_size=1, dense_weight_decay=1.0, dense_lr=3 * LR)
+
+    def step() -> None:
+        loss = 0.0 * sharded.model(USERS, POS, NEG)["loss"] + 0.0 * sharded.model.module.head.weight.sum()
+        stepper.backward(loss)
+        stepper.step()
+        stepper.zero_grad()
+
+    step()
+    torch.testing.assert_close(sharded.model.module.head.weight.detach(), head_before * (1 - 3 * LR))
+    stepper.set_learning_rate(LR / 2)  # a plateau cut: the dense rate follows, 3 * LR / 2
+    step()
+    torch.testing.assert_close(sharded.model.module.head.weight.detach(),
+                               head_before * (1 - 3 * LR) * (1 - 3 * LR / 2))
+    dense_group = [g for g in sharded.optimizers["dense"].param_groups if "lr_scale" in g]
+    assert [(g["lr"], g["lr_scale"]) for g in dense_group] == [(pytest.approx(3 * LR / 2), pytest.approx(3.0))]
+    if kernel == "dense":  # the tables' own group
+        assert [g["lr"] for g in sharded.optimizers["dense"].param_groups if "lr_scale" not in g] == [LR / 2]
+    with pytest.raises(ValueError, match="needs a positive table learning rate"):
+        shard_model(_model("bpr"), device=torch.device("cpu"), kernel="dense", optimizer="sgd", lr=0.0,
+                    world_size=1, dense_lr=0.1)
