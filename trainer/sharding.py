@@ -125,6 +125,7 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
     if not collections:
         raise ValueError("shard_model: the model has no TorchRec EmbeddingBagCollection to shard")
     fused_params = _check_options(collections, device, sharding, kernel, optimizer, lr, weight_decay, world_size)
+    scale = dense_lr_scale(lr, dense_lr)  # before any communication, as the other checks
     table_params = {id(p) for _, ebc in collections for p in ebc.parameters()}
     dense_parameters = {name: p for name, p in model.named_parameters() if id(p) not in table_params}
     dense_names = list(dense_parameters)
@@ -175,7 +176,6 @@ def shard_model(model: nn.Module, *, device: torch.device, pg: dist.ProcessGroup
         # fused: one kernel over all parameters instead of a Python loop of small ops per parameter;
         # the same update as the unfused optimizer (tests/trainer/test_sharding.py compares them).
         groups: list[dict[str, Any]] = [{"params": list(rest.values())}]
-        scale = dense_lr_scale(lr, dense_lr)
         # A second group only when needed: a run's optimizer state keeps its layout.
         if dense_weight_decay or scale != 1.0:
             groups = [{"params": [p for p in rest.values() if id(p) not in dense_ids]},
