@@ -136,6 +136,9 @@
 #   runs/tiktok_causal_dlr5e4_s<seed>, ..._dlr45e4_s<seed>
 #                                     the dense parameters at learning rate 5e-4 / 4.5e-3, the
 #                                     tables at 1.5e-3 (forty-fifth round, SEEDS="16 17 18 19 20 21")
+#   runs/tiktok_causal_tlr1e3_s<seed>, ..._tlr2e3_s<seed>
+#                                     the tables at learning rate 1e-3 / 2e-3, the dense parameters
+#                                     at 1.5e-3 (forty-sixth round, SEEDS="16 17 18 19 20 21")
 #
 #   JOBS=2 EXTRA_ARGS="--scaling.threads_per_worker=1 --logging.progress=false" \
 #       bash experiments/tiktok_dns_probe.sh
@@ -215,6 +218,8 @@ override() {
     cl_t04) echo "--model.causal.contrast.temperature=0.4" ;;
     dlr5e4) echo "--train.dense_learning_rate=5e-4" ;;
     dlr45e4) echo "--train.dense_learning_rate=4.5e-3" ;;
+    tlr1e3) echo "--train.learning_rate=1e-3 --train.dense_learning_rate=1.5e-3" ;;
+    tlr2e3) echo "--train.learning_rate=2e-3 --train.dense_learning_rate=1.5e-3" ;;
     detach_content) echo "--model.causal.detach_content=true" ;;
     init_n005) echo "--model.init=normal --model.init_std=0.005" ;;
     init_n0015) echo "--model.init=normal --model.init_std=0.0015" ;;

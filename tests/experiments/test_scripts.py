@@ -586,6 +586,8 @@ DNS_PROBE_TAILS = {
     "cl_t04": ["--model.causal.contrast.temperature=0.4"],
     "dlr5e4": ["--train.dense_learning_rate=5e-4"],
     "dlr45e4": ["--train.dense_learning_rate=4.5e-3"],
+    "tlr1e3": ["--train.learning_rate=1e-3", "--train.dense_learning_rate=1.5e-3"],
+    "tlr2e3": ["--train.learning_rate=2e-3", "--train.dense_learning_rate=1.5e-3"],
     "detach_content": ["--model.causal.detach_content=true"],
     "init_n005": ["--model.init=normal", "--model.init_std=0.005"],
     "init_n0015": ["--model.init=normal", "--model.init_std=0.0015"],
